@@ -1,0 +1,193 @@
+// Package cen owns the CEN file format, its validation, and the planning of
+// how a CEN is wired: wire or bridge, interface names that fit the kernel's
+// 15 bytes, MAC addresses and link groups. It does no I/O beyond decoding;
+// everything here is a pure function and safe for concurrent use.
+package cen
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/leviathan-net/leviathan/graph"
+)
+
+// Spec is one CEN as a CEN file describes it.
+type Spec struct {
+	ID         string
+	Containers []string
+}
+
+type fileJSON struct {
+	CENList *[]struct {
+		CENID        *string  `json:"cenID"`
+		ContainerIDs []string `json:"containerIDs"`
+	} `json:"cenList"`
+}
+
+// ParseFile decodes and validates a CEN file:
+//
+//	{"cenList":[{"cenID":"cen1","containerIDs":["c1","c2"]}, ...]}
+//
+// Unknown keys are ignored, as leviathan did. Every ID is validated, a CEN
+// may appear once, and a container once per CEN. Short interface names of
+// CENs in the file must not collide.
+func ParseFile(r io.Reader) ([]Spec, error) {
+	dec := json.NewDecoder(r)
+	var f fileJSON
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("%w: CEN file: %v", graph.ErrInvalid, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: CEN file: trailing data after the JSON object", graph.ErrInvalid)
+	}
+	if f.CENList == nil {
+		return nil, fmt.Errorf(`%w: CEN file: want {"cenList":[{"cenID":...,"containerIDs":[...]}]}`, graph.ErrInvalid)
+	}
+	specs := make([]Spec, 0, len(*f.CENList))
+	seen := map[string]bool{}
+	names := map[string]string{}
+	for i, e := range *f.CENList {
+		if e.CENID == nil {
+			return nil, fmt.Errorf("%w: CEN file: cenList[%d] has no cenID", graph.ErrInvalid, i)
+		}
+		id := *e.CENID
+		if err := graph.ValidateID("CEN", id); err != nil {
+			return nil, fmt.Errorf("CEN file: cenList[%d]: %w", i, err)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("%w: CEN file: CEN %q listed twice", graph.ErrInvalid, id)
+		}
+		seen[id] = true
+		if other, ok := names[IfName(id)]; ok {
+			return nil, fmt.Errorf("%w: CEN file: CENs %q and %q share the interface name %q", graph.ErrConflict, other, id, IfName(id))
+		}
+		names[IfName(id)] = id
+		members := map[string]bool{}
+		for _, c := range e.ContainerIDs {
+			if err := graph.ValidateID("container", c); err != nil {
+				return nil, fmt.Errorf("CEN file: CEN %q: %w", id, err)
+			}
+			if members[c] {
+				return nil, fmt.Errorf("%w: CEN file: CEN %q lists container %q twice", graph.ErrInvalid, id, c)
+			}
+			members[c] = true
+		}
+		specs = append(specs, Spec{ID: id, Containers: append([]string{}, e.ContainerIDs...)})
+	}
+	return specs, nil
+}
+
+// ParseIDList decodes a JSON list of IDs (the body of make and destroy),
+// validating each and dropping repeats.
+func ParseIDList(kind string, r io.Reader) ([]string, error) {
+	dec := json.NewDecoder(r)
+	var ids []string
+	if err := dec.Decode(&ids); err != nil {
+		return nil, fmt.Errorf(`%w: want a JSON list of %s IDs, like ["a","b"]: %v`, graph.ErrInvalid, kind, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data after the list of %s IDs", graph.ErrInvalid, kind)
+	}
+	seen := map[string]bool{}
+	out := ids[:0]
+	for _, id := range ids {
+		if err := graph.ValidateID(kind, id); err != nil {
+			return nil, err
+		}
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// Plan returns the wiring a CEN of n members gets: none below 2, a single
+// veth pair for exactly 2, a bridge from 3.
+func Plan(n int) graph.Wiring {
+	switch {
+	case n < 2:
+		return graph.WiringNone
+	case n == 2:
+		return graph.WiringWire
+	default:
+		return graph.WiringBridge
+	}
+}
+
+// MaxIfName is the longest interface name the kernel takes (IFNAMSIZ-1).
+const MaxIfName = 15
+
+// IfName is the interface name of a CEN: its ID when that fits in 15
+// bytes, else the first 8 bytes, '~' and 6 hex digits of the ID's hash.
+// IDs cannot contain '~', so a short name never equals another CEN's ID.
+func IfName(id string) string {
+	if len(id) <= MaxIfName {
+		return id
+	}
+	return id[:8] + "~" + hashHex(6, "ifname", id)
+}
+
+// HostIfName names the fabric end of a member's veth on a bridge CEN:
+// "lv~" and 12 hex digits of a hash of the CEN and the member. The '~' at
+// index 2 keeps it apart from CEN interface names.
+func HostIfName(cenID string, m graph.Member) string {
+	return "lv~" + hashHex(12, "host", cenID, m.Host, m.Container)
+}
+
+// MAC is the deterministic, locally administered unicast address of a
+// member's interface on a CEN, stable across make, destroy and restarts.
+func MAC(cenID string, m graph.Member) net.HardwareAddr {
+	return mac("member", cenID, m.Host, m.Container)
+}
+
+// BridgeMAC is the bridge's own address; fixing it keeps it from changing
+// as ports come and go.
+func BridgeMAC(cenID string) net.HardwareAddr { return mac("bridge", cenID) }
+
+func mac(parts ...string) net.HardwareAddr {
+	sum := hash(parts...)
+	hw := net.HardwareAddr(append([]byte(nil), sum[:6]...))
+	hw[0] = hw[0]&^0x01 | 0x02 // unicast, locally administered
+	return hw
+}
+
+func hash(parts ...string) [32]byte {
+	var b bytes.Buffer
+	for _, p := range parts {
+		b.WriteString(p)
+		b.WriteByte(0)
+	}
+	return sha256.Sum256(b.Bytes())
+}
+
+func hashHex(n int, parts ...string) string {
+	sum := hash(parts...)
+	return hex.EncodeToString(sum[:])[:n]
+}
+
+// GroupBase is the first kernel link group leviathan uses; CEN n (from 0)
+// marks its links with GroupBase+n. Links in [GroupBase, GroupBase+MaxGroups)
+// are leviathan's; every other link is someone else's and never touched.
+const (
+	GroupBase = 0x4c560000 // "LV"
+	MaxGroups = 0x10000
+)
+
+// IsOwnGroup reports whether a link group is in leviathan's range.
+func IsOwnGroup(g uint32) bool { return g >= GroupBase && g < GroupBase+MaxGroups }
+
+// FreeGroup returns the lowest group not in used.
+func FreeGroup(used map[uint32]bool) (uint32, error) {
+	for g := uint32(GroupBase); g < GroupBase+MaxGroups; g++ {
+		if !used[g] {
+			return g, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: all %d CEN link groups are in use", graph.ErrConflict, MaxGroups)
+}

@@ -1,0 +1,195 @@
+// Package graph owns leviathan's model: the typed objects users describe
+// (CENs, containers, later CINs) with their desired and observed state, and
+// the Store that persists them.
+//
+// Every change is one Store transaction: a caller reads what it needs and
+// writes what it changes inside one Update, so a crash leaves either all of
+// a change or none of it. The typed helpers in this package (GetCEN,
+// PutContainer, ...) are the only code that knows how objects are encoded.
+//
+// Threading: a Store is safe for concurrent use; a Tx belongs to the
+// goroutine running the transaction function and must not escape it.
+package graph
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// Sentinel errors that callers branch on (and frontends map to statuses).
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid")
+)
+
+// Wiring is how a CEN is realized: nothing, one veth pair, or a bridge.
+type Wiring string
+
+// The wiring types, as the leviathan API names them.
+const (
+	WiringNone   Wiring = ""
+	WiringWire   Wiring = "wire"
+	WiringBridge Wiring = "bridge"
+)
+
+// CEN states.
+const (
+	StateDefined = "defined" // known, nothing in the kernel
+	StateMade    = "made"    // realized in the kernel
+	StateFailed  = "failed"  // the last make failed and was rolled back; Error says why
+)
+
+// Member is a container (or emulated VM) on a host.
+type Member struct {
+	Host      string `json:"host"`
+	Container string `json:"container"`
+}
+
+// Key is the member's store key.
+func (m Member) Key() string { return m.Host + "/" + m.Container }
+
+// CEN is a Container Ethernet Network: the containers sharing one L2 segment.
+//
+// Members and State describe what the kernel holds once the CEN is made:
+// they are committed only after the kernel work they describe succeeded.
+type CEN struct {
+	ID      string   `json:"id"`
+	Members []Member `json:"members"`
+	// IfName names the CEN's interface in every member and its bridge in
+	// the fabric namespace: the ID itself when it fits, else a short name.
+	IfName string `json:"ifname"`
+	// Group is the kernel link group marking every link of this CEN.
+	Group uint32 `json:"group"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// HasMember reports whether m is a member of c.
+func (c *CEN) HasMember(m Member) bool {
+	for _, x := range c.Members {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+// Container runtimes.
+const (
+	RuntimeNetns  = "netns"  // a network namespace leviathan created for it
+	RuntimeNamed  = "named"  // an existing named network namespace
+	RuntimeDocker = "docker" // a Docker container
+)
+
+// Container is a container known on a host, with where its network
+// namespace is.
+type Container struct {
+	Host    string `json:"host"`
+	ID      string `json:"id"`
+	Runtime string `json:"runtime"`
+	// Netns is a path usable with nsenter --net=.
+	Netns string `json:"netns"`
+	// Owned is true when leviathan created the namespace and so removes it
+	// with the container.
+	Owned bool   `json:"owned"`
+	Tag   string `json:"tag,omitempty"`
+}
+
+// Member returns the container as a CEN member.
+func (c *Container) Member() Member { return Member{Host: c.Host, Container: c.ID} }
+
+// Bucket names.
+const (
+	bucketCENs       = "cens"
+	bucketContainers = "containers"
+)
+
+// Buckets lists every bucket a Store must hold.
+var Buckets = []string{bucketCENs, bucketContainers}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
+
+// ValidateID checks an ID of the given kind ("CEN", "container", "host"):
+// letters, digits, '_', '.', '-', 1 to 64 characters, not starting with
+// '-' or '.'.
+func ValidateID(kind, id string) error {
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("%w: %s ID %q: want 1-64 letters, digits, '_', '.' or '-', not starting with '-' or '.'", ErrInvalid, kind, id)
+	}
+	return nil
+}
+
+// GetCEN reads one CEN; ErrNotFound if there is none.
+func GetCEN(tx Tx, id string) (*CEN, error) {
+	var c CEN
+	if err := get(tx, bucketCENs, id, &c); err != nil {
+		return nil, fmt.Errorf("CEN %q: %w", id, err)
+	}
+	return &c, nil
+}
+
+// PutCEN writes a CEN.
+func PutCEN(tx Tx, c *CEN) error { return put(tx, bucketCENs, c.ID, c) }
+
+// DeleteCEN removes a CEN.
+func DeleteCEN(tx Tx, id string) error { return tx.Delete(bucketCENs, id) }
+
+// ListCENs returns every CEN, ordered by ID.
+func ListCENs(tx Tx) ([]*CEN, error) { return list[CEN](tx, bucketCENs) }
+
+// GetContainer reads one container; ErrNotFound if there is none.
+func GetContainer(tx Tx, host, id string) (*Container, error) {
+	var c Container
+	if err := get(tx, bucketContainers, host+"/"+id, &c); err != nil {
+		return nil, fmt.Errorf("container %q on host %q: %w", id, host, err)
+	}
+	return &c, nil
+}
+
+// PutContainer writes a container.
+func PutContainer(tx Tx, c *Container) error {
+	return put(tx, bucketContainers, c.Member().Key(), c)
+}
+
+// DeleteContainer removes a container.
+func DeleteContainer(tx Tx, host, id string) error {
+	return tx.Delete(bucketContainers, host+"/"+id)
+}
+
+// ListContainers returns every container, ordered by host and ID.
+func ListContainers(tx Tx) ([]*Container, error) { return list[Container](tx, bucketContainers) }
+
+func get(tx Tx, bucket, key string, v any) error {
+	b, err := tx.Get(bucket, key)
+	if err != nil {
+		return err
+	}
+	if b == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(b, v)
+}
+
+func put(tx Tx, bucket, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Put(bucket, key, b)
+}
+
+func list[T any](tx Tx, bucket string) ([]*T, error) {
+	var out []*T
+	err := tx.ForEach(bucket, func(k string, v []byte) error {
+		t := new(T)
+		if err := json.Unmarshal(v, t); err != nil {
+			return fmt.Errorf("decode %s %q: %w", bucket, k, err)
+		}
+		out = append(out, t)
+		return nil
+	})
+	return out, err
+}

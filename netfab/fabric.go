@@ -1,0 +1,67 @@
+// Package netfab is the only package that touches the kernel: network
+// namespaces, bridges, veth pairs (and later TAPs, addresses and routes),
+// all through netlink from namespace-bound sockets; no shell, and no
+// thread of the process is switched into another namespace except briefly
+// to open a socket or for good on a thread that is then thrown away.
+//
+// netfab realizes a host's part of the graph. Every operation is
+// idempotent: applying a CEN that already exists adopts what is there and
+// repairs what is missing. Every link it creates carries the CEN's link
+// group (cen.GroupBase and up), which is how it tells its own links from
+// anyone else's; it never changes a link outside that range.
+//
+// Threading: a Fabric is safe for concurrent use. Callers serialize
+// operations on the same CEN; operations on different CENs may run at once.
+package netfab
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Fabric is the fabric network namespace that holds bridges and the host
+// ends of veths, owned by leviathan.
+type Fabric struct {
+	name string
+	path string
+	c    *conn
+}
+
+// OpenFabric opens the fabric namespace name, creating it if needed.
+func OpenFabric(ctx context.Context, name string) (*Fabric, error) {
+	path := NetnsPath(name)
+	if err := CreateNetns(ctx, []string{path}, 1); err != nil {
+		return nil, fmt.Errorf("fabric namespace: %w", err)
+	}
+	c, err := dial(path)
+	if err != nil {
+		return nil, fmt.Errorf("fabric namespace: %w", err)
+	}
+	return &Fabric{name: name, path: path, c: c}, nil
+}
+
+// Name is the fabric namespace's name.
+func (f *Fabric) Name() string { return f.name }
+
+// Path is the fabric namespace's path.
+func (f *Fabric) Path() string { return f.path }
+
+// Close releases the fabric's sockets; the namespace stays.
+func (f *Fabric) Close() { f.c.Close() }
+
+// Remove closes the fabric and deletes its namespace with everything in it.
+func (f *Fabric) Remove() error {
+	f.Close()
+	return DeleteNetns(f.path)
+}
+
+// openNs opens a namespace file for passing to the kernel as a netns fd.
+func openNs(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open netns %s: %w", path, err)
+	}
+	return fd, nil
+}
