@@ -1,0 +1,354 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/leviathan-net/leviathan/cen"
+	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/netfab"
+)
+
+// CENView is a CEN as the API shows it.
+type CENView struct {
+	ID      string   `json:"cenID"`
+	Members []string `json:"contIDs"`
+	// Wiring is "wire", "bridge" or null (fewer than 2 members).
+	Wiring *string `json:"wiring_type"`
+	IfName string  `json:"ifname"`
+	State  string  `json:"state"`
+	Error  string  `json:"error,omitempty"`
+}
+
+func viewCEN(c *graph.CEN) CENView {
+	v := CENView{ID: c.ID, Members: []string{}, IfName: c.IfName, State: c.State, Error: c.Error}
+	for _, m := range c.Members {
+		v.Members = append(v.Members, m.Container)
+	}
+	if w := cen.Plan(len(c.Members)); w != graph.WiringNone {
+		s := string(w)
+		v.Wiring = &s
+	}
+	return v
+}
+
+// Result is the outcome of make or destroy for one CEN.
+type Result struct {
+	ID    string `json:"cenID"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// ImportSummary says what an import did.
+type ImportSummary struct {
+	Created   []string `json:"created"`
+	Updated   []string `json:"updated"`
+	Unchanged []string `json:"unchanged"`
+}
+
+// ImportCENs creates the CENs of a CEN file, and registers their
+// containers, in one transaction: all of it or nothing. A CEN that exists
+// keeps its identity; its members are replaced by the file's unless it is
+// made and the file changes them (a conflict: change a made CEN's members
+// one by one, or destroy it first).
+func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSummary, error) {
+	sum := ImportSummary{Created: []string{}, Updated: []string{}, Unchanged: []string{}}
+	keys := []string{}
+	for _, sp := range specs {
+		keys = append(keys, cenKey(sp.ID))
+	}
+	defer s.locks.lock(keys...)()
+
+	// Resolve containers not yet known (I/O stays outside the transaction).
+	known := map[string]bool{}
+	if err := s.store.View(func(tx graph.Tx) error {
+		cs, err := graph.ListContainers(tx)
+		for _, c := range cs {
+			known[c.ID] = c.Host == s.host
+		}
+		return err
+	}); err != nil {
+		return sum, err
+	}
+	fresh := map[string]*graph.Container{}
+	for _, sp := range specs {
+		for _, id := range sp.Containers {
+			if known[id] || fresh[id] != nil {
+				continue
+			}
+			c, err := s.resolve(ctx, s.host, id)
+			if err != nil {
+				return sum, err
+			}
+			fresh[id] = c
+		}
+	}
+
+	err := s.store.Update(func(tx graph.Tx) error {
+		sum = ImportSummary{Created: []string{}, Updated: []string{}, Unchanged: []string{}}
+		all, err := graph.ListCENs(tx)
+		if err != nil {
+			return err
+		}
+		alloc := newCENAlloc(all)
+		for _, sp := range specs {
+			members := make([]graph.Member, len(sp.Containers))
+			for i, id := range sp.Containers {
+				members[i] = graph.Member{Host: s.host, Container: id}
+			}
+			old := alloc.byID[sp.ID]
+			switch {
+			case old == nil:
+				c, err := alloc.add(sp.ID)
+				if err != nil {
+					return err
+				}
+				c.Members = members
+				if err := graph.PutCEN(tx, c); err != nil {
+					return err
+				}
+				sum.Created = append(sum.Created, sp.ID)
+			case slices.Equal(old.Members, members):
+				sum.Unchanged = append(sum.Unchanged, sp.ID)
+			case old.State == graph.StateMade:
+				return fmt.Errorf("%w: CEN %q is made and the file changes its members; destroy it first or change members with PUT/DELETE /host/{hostId}/{containerId}/%s", graph.ErrConflict, sp.ID, sp.ID)
+			default:
+				old.Members = members
+				if err := graph.PutCEN(tx, old); err != nil {
+					return err
+				}
+				sum.Updated = append(sum.Updated, sp.ID)
+			}
+		}
+		for _, c := range fresh {
+			if err := graph.PutContainer(tx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return sum, err
+}
+
+// cenAlloc hands out link groups and checks interface names against the
+// CENs that exist.
+type cenAlloc struct {
+	byID   map[string]*graph.CEN
+	names  map[string]string
+	groups map[uint32]bool
+}
+
+func newCENAlloc(all []*graph.CEN) *cenAlloc {
+	a := &cenAlloc{byID: map[string]*graph.CEN{}, names: map[string]string{}, groups: map[uint32]bool{}}
+	for _, c := range all {
+		a.byID[c.ID] = c
+		a.names[c.IfName] = c.ID
+		a.groups[c.Group] = true
+	}
+	return a
+}
+
+func (a *cenAlloc) add(id string) (*graph.CEN, error) {
+	name := cen.IfName(id)
+	if other, ok := a.names[name]; ok {
+		return nil, fmt.Errorf("%w: CEN %q would share the interface name %q with CEN %q", graph.ErrConflict, id, name, other)
+	}
+	g, err := cen.FreeGroup(a.groups)
+	if err != nil {
+		return nil, err
+	}
+	c := &graph.CEN{ID: id, Members: []graph.Member{}, IfName: name, Group: g, State: graph.StateDefined}
+	a.byID[id], a.names[name], a.groups[g] = c, id, true
+	return c, nil
+}
+
+// CreateCEN creates an empty CEN; created is false when it existed.
+func (s *Service) CreateCEN(ctx context.Context, id string) (v CENView, created bool, err error) {
+	if err := graph.ValidateID("CEN", id); err != nil {
+		return v, false, err
+	}
+	defer s.locks.lock(cenKey(id))()
+	err = s.store.Update(func(tx graph.Tx) error {
+		all, err := graph.ListCENs(tx)
+		if err != nil {
+			return err
+		}
+		a := newCENAlloc(all)
+		if c := a.byID[id]; c != nil {
+			v, created = viewCEN(c), false
+			return nil
+		}
+		c, err := a.add(id)
+		if err != nil {
+			return err
+		}
+		v, created = viewCEN(c), true
+		return graph.PutCEN(tx, c)
+	})
+	return v, created, err
+}
+
+// GetCEN returns one CEN.
+func (s *Service) GetCEN(ctx context.Context, id string) (v CENView, err error) {
+	if err := graph.ValidateID("CEN", id); err != nil {
+		return v, err
+	}
+	err = s.store.View(func(tx graph.Tx) error {
+		c, err := graph.GetCEN(tx, id)
+		if err == nil {
+			v = viewCEN(c)
+		}
+		return err
+	})
+	return v, err
+}
+
+// ListCENs returns every CEN, by ID.
+func (s *Service) ListCENs(ctx context.Context) ([]CENView, error) {
+	out := []CENView{}
+	err := s.store.View(func(tx graph.Tx) error {
+		cs, err := graph.ListCENs(tx)
+		for _, c := range cs {
+			out = append(out, viewCEN(c))
+		}
+		return err
+	})
+	return out, err
+}
+
+// loadCENs reads CENs and their members' containers; ErrNotFound names
+// every unknown ID.
+func (s *Service) loadCENs(ids []string) ([]*graph.CEN, map[graph.Member]*graph.Container, error) {
+	var cs []*graph.CEN
+	ctrs := map[graph.Member]*graph.Container{}
+	err := s.store.View(func(tx graph.Tx) error {
+		var missing []string
+		for _, id := range ids {
+			c, err := graph.GetCEN(tx, id)
+			if errors.Is(err, graph.ErrNotFound) {
+				missing = append(missing, id)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			cs = append(cs, c)
+			if err := containersOf(tx, c.Members, ctrs); err != nil {
+				return err
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%w: no CEN %s", graph.ErrNotFound, strings.Join(quote(missing), ", "))
+		}
+		return nil
+	})
+	return cs, ctrs, err
+}
+
+func quote(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+func validateIDs(kind string, ids []string) error {
+	for _, id := range ids {
+		if err := graph.ValidateID(kind, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MakeCENs realizes CENs in the kernel. Each CEN succeeds or fails on its
+// own: a failed one is rolled back and left "failed" with the reason. The
+// error, when any failed, names them; results are returned either way.
+func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) {
+	return s.cenBatch(ctx, ids, "make", func(c *graph.CEN, sp *netfab.CEN) error {
+		return s.fab.Apply(ctx, nil, sp)
+	}, graph.StateMade)
+}
+
+// DestroyCENs removes CENs' kernel objects; their definitions stay.
+// Destroying a CEN that is not made succeeds and changes nothing.
+func (s *Service) DestroyCENs(ctx context.Context, ids []string) ([]Result, error) {
+	return s.cenBatch(ctx, ids, "destroy", func(c *graph.CEN, sp *netfab.CEN) error {
+		return s.fab.Destroy(ctx, sp)
+	}, graph.StateDefined)
+}
+
+func (s *Service) cenBatch(ctx context.Context, ids []string, op string, do func(*graph.CEN, *netfab.CEN) error, okState string) ([]Result, error) {
+	if err := validateIDs("CEN", ids); err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = cenKey(id)
+	}
+	defer s.locks.lock(keys...)()
+	cs, ctrs, err := s.loadCENs(ids)
+	if err != nil {
+		return nil, err
+	}
+	if okState == graph.StateMade {
+		var need []*graph.Container
+		for _, c := range cs {
+			if cen.Plan(len(c.Members)) != graph.WiringNone {
+				for _, m := range c.Members {
+					need = append(need, ctrs[m])
+				}
+			}
+		}
+		if err := s.ensureNetns(ctx, need); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	results := make([]Result, len(cs))
+	var failed []error
+	for i, c := range cs {
+		err := do(c, spec(c, ctrs))
+		results[i] = Result{ID: c.ID, State: okState}
+		if err != nil {
+			results[i] = Result{ID: c.ID, State: graph.StateFailed, Error: err.Error()}
+			failed = append(failed, fmt.Errorf("%s CEN %s: %w", op, c.ID, err))
+			s.log.Warn(op+" failed", "cen", c.ID, "err", err)
+		}
+	}
+	err = s.store.Update(func(tx graph.Tx) error {
+		for i, c := range cs {
+			if results[i].State == graph.StateFailed && op == "destroy" {
+				continue // the kernel may still hold it: keep the state it had
+			}
+			c.State, c.Error = results[i].State, results[i].Error
+			if err := graph.PutCEN(tx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return results, err
+	}
+	return results, errors.Join(failed...)
+}
+
+// DeleteCEN destroys a CEN's kernel objects and removes it.
+func (s *Service) DeleteCEN(ctx context.Context, id string) error {
+	if err := graph.ValidateID("CEN", id); err != nil {
+		return err
+	}
+	defer s.locks.lock(cenKey(id))()
+	cs, ctrs, err := s.loadCENs([]string{id})
+	if err != nil {
+		return err
+	}
+	if err := s.fab.Destroy(ctx, spec(cs[0], ctrs)); err != nil {
+		return fmt.Errorf("delete CEN %s: %w", id, err)
+	}
+	return s.store.Update(func(tx graph.Tx) error { return graph.DeleteCEN(tx, id) })
+}

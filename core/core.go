@@ -1,0 +1,169 @@
+// Package core is leviathan's one internal API: the domain operations on
+// CENs and containers that every frontend (REST, CLI, websocket) calls. It
+// validates, plans, drives netfab, and commits each change to the graph in
+// one transaction once the kernel work it describes has succeeded.
+//
+// Threading: a Service is safe for concurrent use. Operations on different
+// objects run in parallel; operations on the same CEN or container are
+// serialized by per-object locks, always taken in one global order (sorted
+// keys) so that operations spanning several objects cannot deadlock.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/leviathan-net/leviathan/cen"
+	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/netfab"
+)
+
+// Fabric is the kernel side, as core uses it (netfab.Fabric).
+type Fabric interface {
+	Apply(ctx context.Context, prev, next *netfab.CEN) error
+	Destroy(ctx context.Context, c *netfab.CEN) error
+	Reconcile(ctx context.Context, desired []*netfab.CEN, namespaces []string) (netfab.ReconcileReport, error)
+}
+
+// Options configure a Service.
+type Options struct {
+	HostID string
+	Store  graph.Store
+	Fabric Fabric
+	// Runtimes are asked, in order, whether a container ID is theirs; the
+	// netns runtime, which takes every ID, comes last.
+	Runtimes []Runtime
+	Log      *slog.Logger
+}
+
+// Service implements the internal API.
+type Service struct {
+	host     string
+	store    graph.Store
+	fab      Fabric
+	runtimes []Runtime
+	log      *slog.Logger
+	locks    keyedLocks
+	jobs     jobs
+}
+
+// New returns a Service; call Reconcile before serving requests.
+func New(o Options) (*Service, error) {
+	if err := graph.ValidateID("host", o.HostID); err != nil {
+		return nil, err
+	}
+	if o.Store == nil || o.Fabric == nil || len(o.Runtimes) == 0 {
+		return nil, errors.New("core: Store, Fabric and Runtimes are required")
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, log: log}, nil
+}
+
+// HostID is the host this service serves.
+func (s *Service) HostID() string { return s.host }
+
+func (s *Service) checkHost(host string) error {
+	if err := graph.ValidateID("host", host); err != nil {
+		return err
+	}
+	if host != s.host {
+		return fmt.Errorf("%w: host %q (this server is %q)", graph.ErrNotFound, host, s.host)
+	}
+	return nil
+}
+
+// Lock keys.
+func cenKey(id string) string       { return "cen:" + id }
+func ctrKey(m graph.Member) string { return "ctr:" + m.Key() }
+
+// keyedLocks serializes operations per object key.
+type keyedLocks struct {
+	mu sync.Mutex // guards m
+	m  map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu   sync.Mutex
+	refs int // guarded by keyedLocks.mu
+}
+
+// lock takes the locks of keys in sorted order and returns the function
+// that releases them.
+func (k *keyedLocks) lock(keys ...string) (unlock func()) {
+	keys = slices.Clone(keys)
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	held := make([]*keyedLock, len(keys))
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedLock{}
+	}
+	for i, key := range keys {
+		l := k.m[key]
+		if l == nil {
+			l = &keyedLock{}
+			k.m[key] = l
+		}
+		l.refs++
+		held[i] = l
+	}
+	k.mu.Unlock()
+	for _, l := range held {
+		l.mu.Lock()
+	}
+	return func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i].mu.Unlock()
+		}
+		k.mu.Lock()
+		for i, key := range keys {
+			if held[i].refs--; held[i].refs == 0 {
+				delete(k.m, key)
+			}
+		}
+		k.mu.Unlock()
+	}
+}
+
+// spec turns a CEN and its members' containers into what netfab realizes.
+func spec(c *graph.CEN, ctrs map[graph.Member]*graph.Container) *netfab.CEN {
+	s := &netfab.CEN{ID: c.ID, Name: c.IfName, Group: c.Group, BridgeMAC: cen.BridgeMAC(c.ID)}
+	for _, m := range c.Members {
+		s.Ports = append(s.Ports, netfab.Port{
+			Member: m.Container,
+			Netns:  ctrs[m].Netns,
+			HostIf: cen.HostIfName(c.ID, m),
+			MAC:    cen.MAC(c.ID, m),
+		})
+	}
+	return s
+}
+
+// withMembers returns a copy of c with members ms.
+func withMembers(c *graph.CEN, ms []graph.Member) *graph.CEN {
+	n := *c
+	n.Members = ms
+	return &n
+}
+
+// containersOf reads the containers of the given members.
+func containersOf(tx graph.Tx, ms []graph.Member, into map[graph.Member]*graph.Container) error {
+	for _, m := range ms {
+		if into[m] != nil {
+			continue
+		}
+		ctr, err := graph.GetContainer(tx, m.Host, m.Container)
+		if err != nil {
+			return err
+		}
+		into[m] = ctr
+	}
+	return nil
+}

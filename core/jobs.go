@@ -1,0 +1,105 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/leviathan-net/leviathan/graph"
+)
+
+// Job states.
+const (
+	JobRunning = "running"
+	JobDone    = "done"
+	JobFailed  = "failed"
+)
+
+// Job is an operation run in the background (make or destroy with
+// ?async=true), kept for polling until maxJobs newer ones push it out.
+type Job struct {
+	ID       string    `json:"jobID"`
+	Op       string    `json:"op"`
+	IDs      []string  `json:"ids"`
+	State    string    `json:"state"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Results  []Result  `json:"results"`
+	Error    string    `json:"error,omitempty"`
+}
+
+const maxJobs = 1000
+
+type jobs struct {
+	mu    sync.Mutex      // guards byID, order and the jobs in them
+	byID  map[string]*Job //
+	order []string        // oldest first
+	wg    sync.WaitGroup  // running jobs
+}
+
+// StartJob runs op ("make" or "destroy") on ids in the background and
+// returns the job at once. ctx bounds the job (the server's lifetime, not
+// the request's).
+func (s *Service) StartJob(ctx context.Context, op string, ids []string) (Job, error) {
+	var fn func(context.Context, []string) ([]Result, error)
+	switch op {
+	case "cen/make":
+		fn = s.MakeCENs
+	case "cen/destroy":
+		fn = s.DestroyCENs
+	default:
+		return Job{}, fmt.Errorf("%w: no such job operation %q", graph.ErrInvalid, op)
+	}
+	if err := validateIDs("CEN", ids); err != nil {
+		return Job{}, err
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	j := &Job{ID: hex.EncodeToString(b), Op: op, IDs: ids, State: JobRunning, Started: time.Now().UTC(), Results: []Result{}}
+	s.jobs.mu.Lock()
+	if s.jobs.byID == nil {
+		s.jobs.byID = map[string]*Job{}
+	}
+	s.jobs.byID[j.ID] = j
+	s.jobs.order = append(s.jobs.order, j.ID)
+	for len(s.jobs.order) > maxJobs {
+		delete(s.jobs.byID, s.jobs.order[0])
+		s.jobs.order = s.jobs.order[1:]
+	}
+	snap := *j
+	s.jobs.mu.Unlock()
+
+	s.jobs.wg.Add(1)
+	go func() {
+		defer s.jobs.wg.Done()
+		res, err := fn(ctx, ids)
+		s.jobs.mu.Lock()
+		defer s.jobs.mu.Unlock()
+		j.Finished = time.Now().UTC()
+		if res != nil {
+			j.Results = res
+		}
+		j.State = JobDone
+		if err != nil {
+			j.State, j.Error = JobFailed, err.Error()
+		}
+	}()
+	return snap, nil
+}
+
+// GetJob returns a job's current state.
+func (s *Service) GetJob(id string) (Job, error) {
+	s.jobs.mu.Lock()
+	defer s.jobs.mu.Unlock()
+	j, ok := s.jobs.byID[id]
+	if !ok {
+		return Job{}, fmt.Errorf("%w: job %q", graph.ErrNotFound, id)
+	}
+	return *j, nil
+}
+
+// Wait waits for running jobs to end (their context ends them early).
+func (s *Service) Wait() { s.jobs.wg.Wait() }

@@ -1,0 +1,76 @@
+package core
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/netfab"
+)
+
+// Reconcile makes the kernel match the graph after a start or a crash:
+// namespaces leviathan owns are recreated if they are gone, made CENs are
+// realized once more (adopting what exists, repairing what is missing),
+// leftovers of leviathan's own are removed and foreign objects are left
+// alone. A CEN that cannot be realized is marked failed with the reason.
+// Call it before serving requests.
+func (s *Service) Reconcile(ctx context.Context) error {
+	var (
+		cens []*graph.CEN
+		all  []*graph.Container
+	)
+	if err := s.store.View(func(tx graph.Tx) (err error) {
+		if cens, err = graph.ListCENs(tx); err != nil {
+			return err
+		}
+		all, err = graph.ListContainers(tx)
+		return err
+	}); err != nil {
+		return err
+	}
+	ctrs := map[graph.Member]*graph.Container{}
+	var local []*graph.Container
+	var namespaces []string
+	for _, c := range all {
+		if c.Host == s.host {
+			ctrs[c.Member()] = c
+			local = append(local, c)
+			namespaces = append(namespaces, c.Netns)
+		}
+	}
+	if err := s.ensureNetns(ctx, local); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	var desired []*netfab.CEN
+	for _, c := range cens {
+		if c.State == graph.StateMade {
+			desired = append(desired, spec(c, ctrs))
+		}
+	}
+	rep, err := s.fab.Reconcile(ctx, desired, namespaces)
+	if err != nil {
+		return err
+	}
+	if len(rep.Failed) > 0 {
+		if err := s.store.Update(func(tx graph.Tx) error {
+			for id, ferr := range rep.Failed {
+				c, err := graph.GetCEN(tx, id)
+				if err != nil {
+					return err
+				}
+				c.State, c.Error = graph.StateFailed, "reconcile: "+ferr.Error()
+				if err := graph.PutCEN(tx, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	s.log.Info("reconciled", "made_cens", len(desired), "containers", len(local), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
+	for id, ferr := range rep.Failed {
+		s.log.Warn("reconcile: CEN not realized", "cen", id, "err", ferr)
+	}
+	return nil
+}
