@@ -80,7 +80,7 @@ func (s *Service) checkHost(host string) error {
 }
 
 // Lock keys.
-func cenKey(id string) string       { return "cen:" + id }
+func cenKey(id string) string      { return "cen:" + id }
 func ctrKey(m graph.Member) string { return "ctr:" + m.Key() }
 
 // keyedLocks serializes operations per object key.
