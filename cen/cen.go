@@ -40,31 +40,31 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 	dec := json.NewDecoder(r)
 	var f fileJSON
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%w: CEN file: %v", graph.ErrInvalid, err)
+		return nil, graph.Errorf(graph.ErrInvalid, "CEN file: %v", err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("%w: CEN file: trailing data after the JSON object", graph.ErrInvalid)
+		return nil, graph.Errorf(graph.ErrInvalid, "CEN file: trailing data after the JSON object")
 	}
 	if f.CENList == nil {
-		return nil, fmt.Errorf(`%w: CEN file: want {"cenList":[{"cenID":...,"containerIDs":[...]}]}`, graph.ErrInvalid)
+		return nil, graph.Errorf(graph.ErrInvalid, `CEN file: want {"cenList":[{"cenID":...,"containerIDs":[...]}]}`)
 	}
 	specs := make([]Spec, 0, len(*f.CENList))
 	seen := map[string]bool{}
 	names := map[string]string{}
 	for i, e := range *f.CENList {
 		if e.CENID == nil {
-			return nil, fmt.Errorf("%w: CEN file: cenList[%d] has no cenID", graph.ErrInvalid, i)
+			return nil, graph.Errorf(graph.ErrInvalid, "CEN file: cenList[%d] has no cenID", i)
 		}
 		id := *e.CENID
 		if err := graph.ValidateID("CEN", id); err != nil {
 			return nil, fmt.Errorf("CEN file: cenList[%d]: %w", i, err)
 		}
 		if seen[id] {
-			return nil, fmt.Errorf("%w: CEN file: CEN %q listed twice", graph.ErrInvalid, id)
+			return nil, graph.Errorf(graph.ErrInvalid, "CEN file: CEN %q listed twice", id)
 		}
 		seen[id] = true
 		if other, ok := names[IfName(id)]; ok {
-			return nil, fmt.Errorf("%w: CEN file: CENs %q and %q share the interface name %q", graph.ErrConflict, other, id, IfName(id))
+			return nil, graph.Errorf(graph.ErrConflict, "CEN file: CENs %q and %q share the interface name %q", other, id, IfName(id))
 		}
 		names[IfName(id)] = id
 		members := map[string]bool{}
@@ -73,7 +73,7 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 				return nil, fmt.Errorf("CEN file: CEN %q: %w", id, err)
 			}
 			if members[c] {
-				return nil, fmt.Errorf("%w: CEN file: CEN %q lists container %q twice", graph.ErrInvalid, id, c)
+				return nil, graph.Errorf(graph.ErrInvalid, "CEN file: CEN %q lists container %q twice", id, c)
 			}
 			members[c] = true
 		}
@@ -88,10 +88,10 @@ func ParseIDList(kind string, r io.Reader) ([]string, error) {
 	dec := json.NewDecoder(r)
 	var ids []string
 	if err := dec.Decode(&ids); err != nil {
-		return nil, fmt.Errorf(`%w: want a JSON list of %s IDs, like ["a","b"]: %v`, graph.ErrInvalid, kind, err)
+		return nil, graph.Errorf(graph.ErrInvalid, `want a JSON list of %s IDs, like ["a","b"]: %v`, kind, err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the list of %s IDs", graph.ErrInvalid, kind)
+		return nil, graph.Errorf(graph.ErrInvalid, "trailing data after the list of %s IDs", kind)
 	}
 	seen := map[string]bool{}
 	out := ids[:0]
@@ -189,5 +189,5 @@ func FreeGroup(used map[uint32]bool) (uint32, error) {
 			return g, nil
 		}
 	}
-	return 0, fmt.Errorf("%w: all %d CEN link groups are in use", graph.ErrConflict, MaxGroups)
+	return 0, graph.Errorf(graph.ErrConflict, "all %d CEN link groups are in use", MaxGroups)
 }

@@ -114,7 +114,7 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 			case slices.Equal(old.Members, members):
 				sum.Unchanged = append(sum.Unchanged, sp.ID)
 			case old.State == graph.StateMade:
-				return fmt.Errorf("%w: CEN %q is made and the file changes its members; destroy it first or change members with PUT/DELETE /host/{hostId}/{containerId}/%s", graph.ErrConflict, sp.ID, sp.ID)
+				return graph.Errorf(graph.ErrConflict, "CEN %q is made and the file changes its members; destroy it first or change members with PUT/DELETE /host/{hostId}/{containerId}/%s", sp.ID, sp.ID)
 			default:
 				old.Members = members
 				if err := graph.PutCEN(tx, old); err != nil {
@@ -154,7 +154,7 @@ func newCENAlloc(all []*graph.CEN) *cenAlloc {
 func (a *cenAlloc) add(id string) (*graph.CEN, error) {
 	name := cen.IfName(id)
 	if other, ok := a.names[name]; ok {
-		return nil, fmt.Errorf("%w: CEN %q would share the interface name %q with CEN %q", graph.ErrConflict, id, name, other)
+		return nil, graph.Errorf(graph.ErrConflict, "CEN %q would share the interface name %q with CEN %q", id, name, other)
 	}
 	g, err := cen.FreeGroup(a.groups)
 	if err != nil {
@@ -241,7 +241,7 @@ func (s *Service) loadCENs(ids []string) ([]*graph.CEN, map[graph.Member]*graph.
 			}
 		}
 		if len(missing) > 0 {
-			return fmt.Errorf("%w: no CEN %s", graph.ErrNotFound, strings.Join(quote(missing), ", "))
+			return graph.Errorf(graph.ErrNotFound, "no CEN %s", strings.Join(quote(missing), ", "))
 		}
 		return nil
 	})

@@ -12,7 +12,6 @@ package core
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -74,7 +73,7 @@ func (s *Service) checkHost(host string) error {
 		return err
 	}
 	if host != s.host {
-		return fmt.Errorf("%w: host %q (this server is %q)", graph.ErrNotFound, host, s.host)
+		return graph.Errorf(graph.ErrNotFound, "no host %q (this server is %q)", host, s.host)
 	}
 	return nil
 }

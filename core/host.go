@@ -178,7 +178,7 @@ func (s *Service) changeMember(ctx context.Context, host, id, cenID string, add 
 	case add && c.HasMember(m):
 		return viewCEN(c), nil // already a member
 	case !add && !c.HasMember(m):
-		return v, fmt.Errorf("%w: container %q is not a member of CEN %q", graph.ErrNotFound, id, cenID)
+		return v, graph.Errorf(graph.ErrNotFound, "container %q is not a member of CEN %q", id, cenID)
 	case add:
 		next = append(next, m)
 	default:

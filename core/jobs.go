@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"sync"
 	"time"
 
@@ -51,7 +50,7 @@ func (s *Service) StartJob(ctx context.Context, op string, ids []string) (Job, e
 	case "cen/destroy":
 		fn = s.DestroyCENs
 	default:
-		return Job{}, fmt.Errorf("%w: no such job operation %q", graph.ErrInvalid, op)
+		return Job{}, graph.Errorf(graph.ErrInvalid, "no such job operation %q", op)
 	}
 	if err := validateIDs("CEN", ids); err != nil {
 		return Job{}, err
@@ -96,7 +95,7 @@ func (s *Service) GetJob(id string) (Job, error) {
 	defer s.jobs.mu.Unlock()
 	j, ok := s.jobs.byID[id]
 	if !ok {
-		return Job{}, fmt.Errorf("%w: job %q", graph.ErrNotFound, id)
+		return Job{}, graph.Errorf(graph.ErrNotFound, "no job %q", id)
 	}
 	return *j, nil
 }

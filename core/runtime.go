@@ -43,7 +43,7 @@ func (r *NetnsRuntime) Name() string { return graph.RuntimeNetns }
 func (r *NetnsRuntime) Lookup(ctx context.Context, id string) (Sandbox, bool, error) {
 	name := r.Prefix + id
 	if name == r.Fabric {
-		return Sandbox{}, false, fmt.Errorf("%w: container %q would be the fabric namespace %q", graph.ErrConflict, id, r.Fabric)
+		return Sandbox{}, false, graph.Errorf(graph.ErrConflict, "container %q would be the fabric namespace %q", id, r.Fabric)
 	}
 	path := netfab.NetnsPath(name)
 	if netfab.IsNetns(path) {
@@ -63,7 +63,7 @@ func (s *Service) resolve(ctx context.Context, host, id string) (*graph.Containe
 			return &graph.Container{Host: host, ID: id, Runtime: sb.Runtime, Netns: sb.Netns, Owned: sb.Owned}, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: container %q: no runtime knows it", graph.ErrNotFound, id)
+	return nil, graph.Errorf(graph.ErrNotFound, "container %q: no runtime knows it", id)
 }
 
 // ensureNetns creates, in parallel, the missing namespaces of the

@@ -117,7 +117,7 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 // '-' or '.'.
 func ValidateID(kind, id string) error {
 	if !idRE.MatchString(id) {
-		return fmt.Errorf("%w: %s ID %q: want 1-64 letters, digits, '_', '.' or '-', not starting with '-' or '.'", ErrInvalid, kind, id)
+		return Errorf(ErrInvalid, "%s ID %q: want 1-64 letters, digits, '_', '.' or '-', not starting with '-' or '.'", kind, id)
 	}
 	return nil
 }
@@ -193,3 +193,18 @@ func list[T any](tx Tx, bucket string) ([]*T, error) {
 	})
 	return out, err
 }
+
+// Errorf formats an error of a kind (ErrNotFound, ErrConflict, ErrInvalid)
+// whose message is just the formatted text: errors.Is matches the kind,
+// and a %w in format is wrapped as usual.
+func Errorf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+}
+
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }

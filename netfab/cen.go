@@ -178,7 +178,7 @@ func (f *Fabric) ensureBridge(c *CEN) (index int, created bool, err error) {
 	}
 	a := l.Attrs()
 	if l.Type() != "bridge" || a.Group != c.Group {
-		return 0, false, fmt.Errorf("%w: CEN %s: the fabric namespace has a %s %q that is not this CEN's bridge", graph.ErrConflict, c.ID, l.Type(), c.Name)
+		return 0, false, graph.Errorf(graph.ErrConflict, "CEN %s: the fabric namespace has a %s %q that is not this CEN's bridge", c.ID, l.Type(), c.Name)
 	}
 	if a.Flags&net.FlagUp == 0 {
 		if err := f.c.h.LinkSetUp(l); err != nil {
@@ -291,7 +291,7 @@ func ownLink(path, name string, group uint32) (l netlink.Link, err error) {
 		return nil, err
 	}
 	if l != nil && l.Attrs().Group != group {
-		return nil, fmt.Errorf("%w: it already has an interface %q that leviathan does not own", graph.ErrConflict, name)
+		return nil, graph.Errorf(graph.ErrConflict, "it already has an interface %q that leviathan does not own", name)
 	}
 	return l, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 
@@ -114,7 +113,7 @@ func (s *Server) putContainer(c *gin.Context) (int, any, error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&body); err != nil {
-			return 0, nil, fmt.Errorf(`%w: want an empty body or {"tag":"..."}: %v`, graph.ErrInvalid, err)
+			return 0, nil, graph.Errorf(graph.ErrInvalid, `want an empty body or {"tag":"..."}: %v`, err)
 		}
 	}
 	v, created, err := s.svc.RegisterContainer(s.opCtx, c.Param("hostId"), c.Param("containerId"), body.Tag)

@@ -1,0 +1,163 @@
+// Package ktest holds helpers for tests that run against the real kernel:
+// throwaway namespaces named with a random per-test prefix (so a test can
+// only ever remove its own), checks of what the kernel holds, and ping
+// between namespaces. Only tests import it.
+package ktest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/leviathan-net/leviathan/cen"
+	"github.com/leviathan-net/leviathan/netfab"
+)
+
+// NeedRoot skips the test unless it runs as root.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("kernel test: needs root (run as root, as CI does) to create network namespaces")
+	}
+}
+
+// Prefix returns a fresh namespace-name prefix like "lvt-1a2b3c4d-" and
+// removes, when the test ends, every namespace whose name starts with it.
+func Prefix(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 4)
+	rand.Read(b)
+	p := "lvt-" + hex.EncodeToString(b) + "-"
+	t.Cleanup(func() { RemoveNamespaces(t, p) })
+	return p
+}
+
+// RemoveNamespaces deletes the named namespaces starting with prefix.
+func RemoveNamespaces(t testing.TB, prefix string) {
+	if len(prefix) < 8 {
+		panic("ktest: refusing a short prefix")
+	}
+	ents, _ := os.ReadDir(netfab.NetnsDir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			if err := netfab.DeleteNetns(filepath.Join(netfab.NetnsDir, e.Name())); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	}
+}
+
+// Links returns the links of the namespace at path by name.
+func Links(t testing.TB, path string) map[string]netfab.LinkInfo {
+	t.Helper()
+	ls, err := netfab.ListLinks(path)
+	if err != nil {
+		t.Fatalf("list links of %s: %v", path, err)
+	}
+	out := map[string]netfab.LinkInfo{}
+	for _, l := range ls {
+		out[l.Name] = l
+	}
+	return out
+}
+
+// CEN is what a check expects of one CEN.
+type CEN struct {
+	IfName  string
+	Made    bool
+	Members []string // namespace paths
+}
+
+// CheckKernel fails the test unless the kernel holds exactly the given
+// CENs: in the fabric, lo plus a bridge per made CEN of 3+ members with one
+// up veth port per member, nothing else; in each member, an up veth named
+// after the CEN (both ends of a 2-member CEN being each other's peers) and
+// no interface of leviathan's (by link group) for an unmade or 0-1 member
+// CEN.
+func CheckKernel(t testing.TB, fabric string, cens []CEN) {
+	t.Helper()
+	fab := Links(t, fabric)
+	expectFabric := map[string]bool{"lo": true}
+	for _, c := range cens {
+		n := len(c.Members)
+		if !c.Made || n < 3 {
+			if _, ok := fab[c.IfName]; ok {
+				t.Errorf("fabric has a %q, want none (made=%v, %d members)", c.IfName, c.Made, n)
+			}
+		} else {
+			expectFabric[c.IfName] = true
+			if br := fab[c.IfName]; br.Kind != "bridge" || !br.Up {
+				t.Errorf("fabric: bridge %q: got %+v", c.IfName, br)
+			}
+			ports := 0
+			for name, l := range fab {
+				if l.Master == c.IfName {
+					ports++
+					expectFabric[name] = true
+					if l.Kind != "veth" || !l.Up {
+						t.Errorf("fabric: port %q of %q: %+v", name, c.IfName, l)
+					}
+				}
+			}
+			if ports != n {
+				t.Errorf("bridge %q has %d ports, want %d", c.IfName, ports, n)
+			}
+		}
+		var ends []netfab.LinkInfo
+		for _, ns := range c.Members {
+			expect := c.Made && n >= 2
+			if !expect && !netfab.IsNetns(ns) {
+				continue // never needed, never created
+			}
+			l, ok := Links(t, ns)[c.IfName]
+			if !expect {
+				if ok && cen.IsOwnGroup(l.Group) {
+					t.Errorf("%s has %q, want none (made=%v, %d members)", ns, c.IfName, c.Made, n)
+				}
+				continue
+			}
+			if !ok || l.Kind != "veth" || !l.Up {
+				t.Errorf("%s: interface %q: got %+v (present %v)", ns, c.IfName, l, ok)
+			}
+			ends = append(ends, l)
+		}
+		if c.Made && n == 2 && len(ends) == 2 && (ends[0].Peer != ends[1].Index || ends[1].Peer != ends[0].Index) {
+			t.Errorf("%q: the two ends are not each other's peers: %+v", c.IfName, ends)
+		}
+	}
+	for name := range fab {
+		if !expectFabric[name] {
+			t.Errorf("fabric holds unexpected %q: %+v", name, fab[name])
+		}
+	}
+}
+
+// IP runs "ip ARGS..." and fails the test on error.
+func IP(t testing.TB, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// Ping reports whether the namespace at nsPath reaches addr.
+func Ping(t testing.TB, nsPath, addr string) bool {
+	t.Helper()
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Fatal("ping is not installed (apt-get install -y iputils-ping)")
+	}
+	cmd := exec.Command("nsenter", "--net="+nsPath, "ping", "-c", "1", "-W", "1", addr)
+	out, err := cmd.CombinedOutput()
+	if err != nil && testing.Verbose() {
+		t.Logf("ping %s from %s: %v: %s", addr, nsPath, err, out)
+	}
+	return err == nil
+}
+
+// Addr returns a test address for member i (from 0) of subnet n.
+func Addr(n, i int) string { return fmt.Sprintf("10.%d.%d.%d", 200+n/256, n%256, i+1) }

@@ -1,0 +1,413 @@
+package rest
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leviathan-net/leviathan/core"
+	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/internal/ktest"
+	"github.com/leviathan-net/leviathan/netfab"
+)
+
+var allCENs = `["cen1","cen2","cen3","cen4","cen5"]`
+
+func readmeCENFile(t *testing.T) string {
+	b, err := os.ReadFile("../examples/cen.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestAPIErrors(t *testing.T) {
+	e := newEnv(t, Options{MaxBody: 1 << 10})
+	tr := &transcript{e: e}
+	e.must(201, "PUT", "/cen/cen1", "", nil)
+	long := strings.Repeat("x", 65)
+	cases := []struct {
+		method, path, body string
+		want               int
+	}{
+		{"PUT", "/cen/-bad", "", 400},
+		{"PUT", "/cen/.hidden", "", 400},
+		{"PUT", "/cen/" + long, "", 400},
+		{"GET", "/cen/a%2Fb", "", 400},
+		{"GET", "/cen/cen1/", "", 404},
+		{"GET", "/cen/nosuch", "", 404},
+		{"DELETE", "/cen/nosuch", "", 404},
+		{"GET", "/nosuch", "", 404},
+		{"PATCH", "/cen/cen1", "", 405},
+		{"POST", "/cen/import", `{"cenList":[`, 400},
+		{"POST", "/cen/import", `{"cens":[]}`, 400},
+		{"POST", "/cen/import", `{"cenList":[{"cenID":"ok1","containerIDs":["a"]},{"cenID":"bad/1"}]}`, 400},
+		{"POST", "/cen/import", `{"cenList":[{"cenID":"ok1"},{"cenID":"ok1"}]}`, 400},
+		{"POST", "/cen/import", `{"cenList":[` + strings.Repeat(`{"cenID":"x"},`, 100) + `{"cenID":"y"}]}`, 413},
+		{"POST", "/cen/make", `"cen1"`, 400},
+		{"POST", "/cen/make", `["cen1","nosuch","other"]`, 404},
+		{"POST", "/cen/destroy", `["nosuch"]`, 404},
+		{"POST", "/cen/make", `["../etc"]`, 400},
+		{"GET", "/host/host2/c1", "", 404},
+		{"GET", "/host/host1/nosuch", "", 404},
+		{"PUT", "/host/host1/c1", `{"tag":`, 400},
+		{"PUT", "/host/host1/c1", `{"color":"red"}`, 400},
+		{"PUT", "/host/host1/c1/nosuch", "", 404},
+		{"DELETE", "/host/host1/c1/cen1", "", 404},
+		{"DELETE", "/host/host1/nosuch", "", 404},
+		{"GET", "/jobs/nosuch", "", 404},
+	}
+	for _, c := range cases {
+		got, body := tr.do(c.method, c.path, c.body)
+		if got != c.want {
+			t.Errorf("%s %s: status %d, want %d: %s", c.method, c.path, got, c.want, body)
+		}
+		var eb errorBody
+		if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.Status != got || eb.Message == "" {
+			t.Errorf("%s %s: body %q is not {status,message} with status %d", c.method, c.path, body, got)
+		}
+	}
+	// Nothing of the failed imports and makes is left behind.
+	var cens []core.CENView
+	e.must(200, "GET", "/cen", "", &cens)
+	if len(cens) != 1 || cens[0].ID != "cen1" || cens[0].State != graph.StateDefined {
+		t.Errorf("after failed requests: %+v", cens)
+	}
+	e.check()
+	tr.compare("errors")
+}
+
+func TestReadmeExample(t *testing.T) {
+	e := newEnv(t, Options{})
+	tr := &transcript{e: e}
+	tr.do("POST", "/cen/import", readmeCENFile(t))
+	if s, b := tr.do("POST", "/cen/make", allCENs); s != 200 {
+		t.Fatalf("make: %d %s", s, b)
+	}
+	for _, id := range []string{"cen1", "cen2", "cen3", "cen4", "cen5"} {
+		tr.do("GET", "/cen/"+id, "")
+	}
+	tr.do("GET", "/host/host1/c2", "")
+	tr.do("GET", "/host/host1/c11", "")
+	e.check()
+
+	// Nothing of it in the host's namespace.
+	host, err := netfab.ListLinks("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range host {
+		if strings.HasPrefix(l.Name, "lv~") || l.Group >= 0x4c560000 && l.Group < 0x4c570000 {
+			t.Errorf("host namespace holds %q", l.Name)
+		}
+	}
+
+	// Make again changes nothing.
+	before := ktest.Links(t, e.fab.Path())
+	tr.do("POST", "/cen/make", allCENs)
+	after := ktest.Links(t, e.fab.Path())
+	for name, l := range before {
+		if after[name].Index != l.Index {
+			t.Errorf("make twice recreated %q", name)
+		}
+	}
+	e.check()
+
+	// The wiring carries frames: give cen1 (a bridge) and cen4 (a wire)
+	// test addresses and ping across.
+	var cen1, cen4 core.CENView
+	e.must(200, "GET", "/cen/cen1", "", &cen1)
+	e.must(200, "GET", "/cen/cen4", "", &cen4)
+	for n, c := range []core.CENView{cen1, cen4} {
+		for i, m := range c.Members {
+			ktest.IP(t, "-n", e.prefix+m, "addr", "add", ktest.Addr(n, i)+"/24", "dev", c.IfName)
+		}
+		for i, m := range c.Members {
+			for j := range c.Members {
+				if i != j && !ktest.Ping(t, e.ns(m), ktest.Addr(n, j)) {
+					t.Errorf("%s: %s cannot reach %s", c.ID, m, ktest.Addr(n, j))
+				}
+			}
+		}
+	}
+
+	tr.do("POST", "/cen/destroy", allCENs)
+	tr.do("POST", "/cen/destroy", allCENs) // destroy twice: a no-op success
+	tr.do("GET", "/cen", "")
+	e.check()
+	if fab := ktest.Links(t, e.fab.Path()); len(fab) != 1 {
+		t.Errorf("fabric after destroy: %v, want only lo", fab)
+	}
+	tr.compare("readme")
+}
+
+func TestRewireWireBridge(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.must(201, "PUT", "/cen/ring", "", nil)
+	e.must(200, "POST", "/cen/make", `["ring"]`, nil)
+	steps := []struct {
+		method, ctr string
+		wiring      string
+	}{
+		{"PUT", "a", ""}, {"PUT", "b", "wire"}, {"PUT", "c", "bridge"}, {"PUT", "d", "bridge"},
+		{"DELETE", "a", "bridge"}, {"DELETE", "b", "wire"}, {"PUT", "a", "bridge"},
+		{"DELETE", "c", "wire"}, {"DELETE", "d", ""}, {"DELETE", "a", ""},
+	}
+	for _, s := range steps {
+		var v core.CENView
+		e.must(200, s.method, "/host/host1/"+s.ctr+"/ring", "", &v)
+		got := ""
+		if v.Wiring != nil {
+			got = *v.Wiring
+		}
+		if got != s.wiring {
+			t.Fatalf("%s %s: wiring %q, want %q", s.method, s.ctr, got, s.wiring)
+		}
+		e.check()
+	}
+}
+
+func TestConcurrentMembershipChanges(t *testing.T) {
+	e := newEnv(t, Options{})
+	var file strings.Builder
+	file.WriteString(`{"cenList":[`)
+	for i := range 5 {
+		if i > 0 {
+			file.WriteString(",")
+		}
+		fmt.Fprintf(&file, `{"cenID":"n%d","containerIDs":["x%d","y%d","z%d"]}`, i, i, i, i)
+	}
+	file.WriteString("]}")
+	e.must(200, "POST", "/cen/import", file.String(), nil)
+	e.must(200, "POST", "/cen/make", `["n0","n1","n2","n3","n4"]`, nil)
+
+	var wg sync.WaitGroup
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 50 {
+		method := "PUT"
+		if rng.IntN(3) == 0 {
+			method = "DELETE"
+		}
+		path := fmt.Sprintf("/host/host1/p%d/n%d", rng.IntN(8), rng.IntN(5))
+		if i%10 == 0 {
+			path = fmt.Sprintf("/host/host1/x%d/n%d", i/10, i/10)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, body := e.do(method, path, "")
+			if status != 200 && status != 404 {
+				t.Errorf("%s %s: %d %s", method, path, status, body)
+			}
+		}()
+	}
+	wg.Wait()
+	e.check()
+	// And after a restart the kernel still matches.
+	e.restart()
+	e.check()
+}
+
+func TestRestartReconciles(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.must(200, "POST", "/cen/import", readmeCENFile(t), nil)
+	e.must(200, "POST", "/cen/make", `["cen1","cen3","cen4"]`, nil)
+	e.check()
+	e.stop() // a crash: nothing orderly
+
+	// While it is down: lose a bridge, cut a wire, leave leftovers of
+	// leviathan's own (its group on links it no longer wants), and add
+	// foreign links in the fabric and in a container.
+	fab := e.fab.Path()
+	ktest.IP(t, "-n", e.prefix+"fabric", "link", "del", "cen1")
+	ktest.IP(t, "-n", e.prefix+"c11", "link", "del", "cen4")
+	ktest.IP(t, "-n", e.prefix+"fabric", "link", "add", "stale0", "group", fmt.Sprint(0x4c560000+77), "type", "bridge")
+	ktest.IP(t, "-n", e.prefix+"c2", "link", "add", "stale1", "group", fmt.Sprint(0x4c560000+1), "type", "bridge")
+	ktest.IP(t, "-n", e.prefix+"fabric", "link", "add", "foreign0", "type", "bridge")
+	ktest.IP(t, "-n", e.prefix+"c1", "link", "add", "foreign1", "type", "bridge")
+	// A container namespace leviathan created is gone too.
+	netfab.DeleteNetns(e.ns("c9"))
+
+	e.start()
+	links := ktest.Links(t, fab)
+	if _, ok := links["foreign0"]; !ok {
+		t.Error("reconcile removed a foreign link from the fabric")
+	}
+	if _, ok := ktest.Links(t, e.ns("c1"))["foreign1"]; !ok {
+		t.Error("reconcile removed a foreign link from a container")
+	}
+	if _, ok := links["stale0"]; ok {
+		t.Error("reconcile left a leftover in the fabric")
+	}
+	if _, ok := ktest.Links(t, e.ns("c2"))["stale1"]; ok {
+		t.Error("reconcile left a leftover in a container")
+	}
+	ktest.IP(t, "-n", e.prefix+"fabric", "link", "del", "foreign0")
+	e.check()
+
+	// Reconciling again changes nothing.
+	before := ktest.Links(t, fab)
+	e.restart()
+	for name, l := range ktest.Links(t, fab) {
+		if before[name].Index != l.Index {
+			t.Errorf("second reconcile recreated %q", name)
+		}
+	}
+}
+
+func TestFailedMakeRollsBack(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.must(200, "POST", "/cen/import", `{"cenList":[{"cenID":"good","containerIDs":["a","b","c"]},{"cenID":"bad","containerIDs":["a","b","c","d"]}]}`, nil)
+	e.must(200, "PUT", "/host/host1/d", "", nil) // known from the import: 200
+	// d already has an interface named "bad" that is not leviathan's.
+	ktest.IP(t, "-n", e.prefix+"d", "link", "add", "bad", "type", "bridge")
+
+	status, body := e.do("POST", "/cen/make", `["good","bad"]`)
+	if status != http.StatusConflict || !strings.Contains(body, "member d") {
+		t.Fatalf("make: %d %s; want 409 naming member d", status, body)
+	}
+	var bad, good core.CENView
+	e.must(200, "GET", "/cen/bad", "", &bad)
+	e.must(200, "GET", "/cen/good", "", &good)
+	if bad.State != graph.StateFailed || !strings.Contains(bad.Error, "member d") {
+		t.Errorf("bad: %+v, want failed naming member d", bad)
+	}
+	if good.State != graph.StateMade {
+		t.Errorf("good: %+v, want made", good)
+	}
+	e.check() // nothing of "bad" in the kernel; the foreign "bad" is untouched
+	if l := ktest.Links(t, e.ns("d"))["bad"]; l.Kind != "bridge" {
+		t.Errorf("foreign interface changed: %+v", l)
+	}
+
+	// Membership: adding d to made "good" fails the same way, nothing half-applied.
+	ktest.IP(t, "-n", e.prefix+"d", "link", "add", "good", "type", "bridge")
+	if s, b := e.do("PUT", "/host/host1/d/good", ""); s != http.StatusConflict {
+		t.Fatalf("PUT member: %d %s, want 409", s, b)
+	}
+	e.must(200, "GET", "/cen/good", "", &good)
+	if len(good.Members) != 3 {
+		t.Errorf("good members after failed add: %v", good.Members)
+	}
+	e.check()
+}
+
+func TestContainerLifecycle(t *testing.T) {
+	e := newEnv(t, Options{})
+	var v core.ContainerView
+	e.must(201, "PUT", "/host/host1/solo", `{"tag":"web"}`, &v)
+	if !netfab.IsNetns(v.Netns) || v.Netns != e.ns("solo") || v.Tag == nil || *v.Tag != "web" || v.Runtime != graph.RuntimeNetns {
+		t.Fatalf("registered: %+v", v)
+	}
+	e.must(200, "PUT", "/host/host1/solo", "", &v) // again: 200, tag kept
+	if v.Tag == nil || *v.Tag != "web" {
+		t.Errorf("tag lost on re-register: %+v", v)
+	}
+	// An existing named namespace is used, not created, and not deleted.
+	ktest.IP(t, "netns", "add", e.prefix+"named")
+	e.must(201, "PUT", "/host/host1/named", "", &v)
+	if v.Runtime != graph.RuntimeNamed {
+		t.Errorf("named: %+v", v)
+	}
+	e.must(201, "PUT", "/cen/cen1x", "", nil)
+	e.must(201, "PUT", "/cen/cen2x", "", nil)
+	for _, c := range []string{"solo", "named", "third"} {
+		e.must(200, "PUT", "/host/host1/"+c+"/cen1x", "", nil)
+		e.must(200, "PUT", "/host/host1/"+c+"/cen2x", "", nil)
+	}
+	e.must(200, "POST", "/cen/make", `["cen1x","cen2x"]`, nil)
+	e.must(200, "GET", "/host/host1/solo", "", &v)
+	if len(v.Interfaces) != 2 || v.Interfaces[0].Name != "cen1x" || v.Interfaces[1].Name != "cen2x" {
+		t.Errorf("interfaces: %+v", v.Interfaces)
+	}
+	for _, i := range v.Interfaces {
+		if l := ktest.Links(t, v.Netns)[i.Name]; l.MAC != i.MAC {
+			t.Errorf("%s: kernel MAC %s, API says %s", i.Name, l.MAC, i.MAC)
+		}
+	}
+	e.check()
+	e.must(204, "DELETE", "/host/host1/solo", "", nil)
+	e.must(204, "DELETE", "/host/host1/named", "", nil)
+	if netfab.IsNetns(e.ns("solo")) {
+		t.Error("namespace leviathan created survived DELETE")
+	}
+	if !netfab.IsNetns(e.ns("named")) {
+		t.Error("a namespace leviathan did not create was deleted")
+	}
+	var c core.CENView
+	e.must(200, "GET", "/cen/cen1x", "", &c)
+	if len(c.Members) != 1 || c.Members[0] != "third" {
+		t.Errorf("cen1x members after deletes: %v", c.Members)
+	}
+	e.check()
+	e.must(204, "DELETE", "/cen/cen1x", "", nil)
+	e.must(404, "GET", "/cen/cen1x", "", nil)
+	e.check()
+}
+
+func TestLongCENName(t *testing.T) {
+	e := newEnv(t, Options{})
+	id := "a-very-long-cen-name-for-testing"
+	e.must(200, "POST", "/cen/import", `{"cenList":[{"cenID":"`+id+`","containerIDs":["l1","l2","l3"]}]}`, nil)
+	e.must(200, "POST", "/cen/make", `["`+id+`"]`, nil)
+	var v core.CENView
+	e.must(200, "GET", "/cen/"+id, "", &v)
+	if len(v.IfName) > 15 || v.IfName == id {
+		t.Fatalf("ifname %q", v.IfName)
+	}
+	if _, ok := ktest.Links(t, e.ns("l1"))[v.IfName]; !ok {
+		t.Errorf("l1 has no %q", v.IfName)
+	}
+	e.check()
+}
+
+func TestAsyncMake(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.must(200, "POST", "/cen/import", readmeCENFile(t), nil)
+	var j core.Job
+	e.must(202, "POST", "/cen/make?async=true", allCENs, &j)
+	deadline := time.Now().Add(30 * time.Second)
+	for j.State == core.JobRunning && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		e.must(200, "GET", "/jobs/"+j.ID, "", &j)
+	}
+	if j.State != core.JobDone || len(j.Results) != 5 {
+		t.Fatalf("job: %+v", j)
+	}
+	e.check()
+}
+
+func TestBasicAuth(t *testing.T) {
+	e := newEnv(t, Options{Auth: "admin:s3cret"})
+	req, _ := http.NewRequest("GET", e.srv.URL+"/v2/version", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
+		t.Fatalf("no credentials: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	req.SetBasicAuth("admin", "wrong")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("wrong password: %d", resp.StatusCode)
+	}
+	req.SetBasicAuth("admin", "s3cret")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("right password: %d", resp.StatusCode)
+	}
+}

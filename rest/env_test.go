@@ -1,0 +1,192 @@
+package rest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/leviathan-net/leviathan/core"
+	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/internal/ktest"
+	"github.com/leviathan-net/leviathan/netfab"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// env is a real leviathan server on a real fabric namespace, with its
+// own throwaway namespaces.
+type env struct {
+	t      *testing.T
+	prefix string // of every namespace this env creates
+	dir    string // state dir
+	fab    *netfab.Fabric
+	store  *graph.BoltStore
+	svc    *core.Service
+	srv    *httptest.Server
+	opts   Options
+}
+
+func newEnv(t *testing.T, o Options) *env {
+	t.Helper()
+	ktest.NeedRoot(t)
+	e := &env{t: t, prefix: ktest.Prefix(t), dir: t.TempDir(), opts: o}
+	e.start()
+	t.Cleanup(func() {
+		e.stop()
+		netfab.DeleteNetns(netfab.NetnsPath(e.prefix + "fabric"))
+	})
+	return e
+}
+
+// start opens the store and fabric, reconciles and serves.
+func (e *env) start() {
+	t := e.t
+	t.Helper()
+	var err error
+	if e.store, err = graph.OpenBolt(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	fabName := e.prefix + "fabric"
+	if e.fab, err = netfab.OpenFabric(context.Background(), fabName); err != nil {
+		t.Fatal(err)
+	}
+	e.svc, err = core.New(core.Options{
+		HostID:   "host1",
+		Store:    e.store,
+		Fabric:   e.fab,
+		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(New(context.Background(), e.svc, e.opts))
+}
+
+// stop drops the server without any orderly shutdown of leviathan's
+// state, as a crash would (the store file is closed so it can reopen).
+func (e *env) stop() {
+	if e.srv == nil {
+		return
+	}
+	e.srv.Close()
+	e.fab.Close()
+	e.store.Close()
+	e.srv = nil
+}
+
+func (e *env) restart() {
+	e.stop()
+	e.start()
+}
+
+// ns is the namespace path of a netns-runtime container.
+func (e *env) ns(container string) string { return netfab.NetnsPath(e.prefix + container) }
+
+// do sends a request and returns the status and body.
+func (e *env) do(method, path, body string) (int, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// must sends a request that must answer want, and decodes the body into
+// out when out is not nil.
+func (e *env) must(want int, method, path, body string, out any) {
+	e.t.Helper()
+	got, b := e.do(method, path, body)
+	if got != want {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, got, want, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal([]byte(b), out); err != nil {
+			e.t.Fatalf("%s %s: decode %q: %v", method, path, b, err)
+		}
+	}
+}
+
+// check compares the kernel with what the API says of every CEN.
+func (e *env) check() {
+	e.t.Helper()
+	var cens []core.CENView
+	e.must(200, "GET", "/cen", "", &cens)
+	var want []ktest.CEN
+	for _, c := range cens {
+		k := ktest.CEN{IfName: c.IfName, Made: c.State == graph.StateMade}
+		for _, m := range c.Members {
+			k.Members = append(k.Members, e.ns(m))
+		}
+		want = append(want, k)
+	}
+	ktest.CheckKernel(e.t, e.fab.Path(), want)
+}
+
+// transcript records requests and answers for a golden file, with the
+// env's random prefix replaced by a fixed one.
+type transcript struct {
+	e *env
+	b bytes.Buffer
+}
+
+func (tr *transcript) do(method, path, body string) (int, string) {
+	tr.e.t.Helper()
+	status, resp := tr.e.do(method, path, body)
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, []byte(resp), "", "  ") != nil {
+		pretty.Reset()
+		pretty.WriteString(resp)
+	}
+	fmt.Fprintf(&tr.b, "%s %s", method, path)
+	if body != "" && len(body) < 200 {
+		fmt.Fprintf(&tr.b, " %s", body)
+	}
+	fmt.Fprintf(&tr.b, "\n-> %d\n%s\n\n", status, strings.ReplaceAll(pretty.String(), tr.e.prefix, "<prefix>-"))
+	return status, resp
+}
+
+func (tr *transcript) compare(name string) {
+	t := tr.e.t
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, tr.b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./rest -update to create it)", err)
+	}
+	if d := cmp.Diff(string(want), tr.b.String()); d != "" {
+		t.Errorf("%s differs (-want +got); run go test ./rest -update if the change is intended:\n%s", path, d)
+	}
+}
