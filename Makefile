@@ -1,0 +1,38 @@
+# leviathan — run "make help" for the targets.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+BIN := bin/leviathan
+
+.PHONY: help deps build test bench lint demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages leviathan needs (idempotent; root)
+	@scripts/deps.sh
+
+build: ## build bin/leviathan
+	$(GO) build -o $(BIN) ./cmd/leviathan
+
+test: deps ## vet, format check and every test (kernel tests need root)
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: deps ## the speed benchmark against the one-ip-process-per-operation baseline (root)
+	$(GO) run ./bench
+
+lint: ## gofmt, go vet, staticcheck and a tidy go.mod
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+	@cp go.mod /tmp/leviathan-go.mod.bak; cp go.sum /tmp/leviathan-go.sum.bak; $(GO) mod tidy; \
+	  if ! git diff --quiet go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum"; \
+	  cp /tmp/leviathan-go.mod.bak go.mod; cp /tmp/leviathan-go.sum.bak go.sum; exit 1; fi
+
+demo: deps build ## start leviathan, make the README example, show it, clean up (root)
+	@scripts/demo.sh
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leviathan-net/leviathan/core"
+	"github.com/leviathan-net/leviathan/internal/ktest"
+	"github.com/leviathan-net/leviathan/netfab"
+)
+
+// daemon is the real binary serving on a unix socket.
+type daemon struct {
+	t      *testing.T
+	bin    string
+	args   []string
+	sock   string
+	cmd    *exec.Cmd
+	client *http.Client
+	log    *strings.Builder
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.log = &strings.Builder{}
+	d.cmd = exec.Command(d.bin, append([]string{"serve"}, d.args...)...)
+	d.cmd.Stderr = d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := d.client.Get("http://leviathan/v2/version"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("daemon not ready; its log:\n%s", d.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d *daemon) do(method, path, body string, out any) int {
+	d.t.Helper()
+	req, _ := http.NewRequest(method, "http://leviathan"+path, strings.NewReader(body))
+	resp, err := d.client.Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			d.t.Fatalf("%s %s: %s: %v", method, path, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func TestDaemonSurvivesKill9(t *testing.T) {
+	ktest.NeedRoot(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "leviathan")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	prefix := ktest.Prefix(t)
+	fabric := prefix + "fabric"
+	sock := filepath.Join(dir, "api.sock")
+	d := &daemon{
+		t:    t,
+		bin:  bin,
+		sock: sock,
+		args: []string{"--listen", "127.0.0.1:0", "--socket", sock, "--state-dir", filepath.Join(dir, "state"),
+			"--fabric-netns", fabric, "--netns-prefix", prefix},
+		client: &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}},
+	}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+		}
+	})
+	d.start()
+	file, err := os.ReadFile("../../examples/cen.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := d.do("POST", "/cen/import", string(file), nil); s != 200 {
+		t.Fatalf("import: %d", s)
+	}
+	if s := d.do("POST", "/cen/make", `["cen1","cen2","cen3","cen4","cen5"]`, nil); s != 200 {
+		t.Fatalf("make: %d", s)
+	}
+
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	d.cmd.Wait()
+	ktest.IP(t, "-n", fabric, "link", "del", "cen3") // damage while it is down
+
+	d.start() // the stale socket file is replaced, the store reopened
+	check := func() {
+		t.Helper()
+		var cens []core.CENView
+		if s := d.do("GET", "/cen", "", &cens); s != 200 || len(cens) != 5 {
+			t.Fatalf("GET /cen: %d %+v", s, cens)
+		}
+		var want []ktest.CEN
+		for _, c := range cens {
+			if c.State != "made" {
+				t.Errorf("%s: state %q after restart", c.ID, c.State)
+			}
+			k := ktest.CEN{IfName: c.IfName, Made: true}
+			for _, m := range c.Members {
+				k.Members = append(k.Members, netfab.NetnsPath(prefix+m))
+			}
+			want = append(want, k)
+		}
+		ktest.CheckKernel(t, netfab.NetnsPath(fabric), want)
+	}
+	check()
+
+	// SIGTERM stops it cleanly: exit 0, socket removed, kernel state kept.
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, d.log)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+	d.start()
+	check()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+}
+
+func TestServeFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--tls-cert", "x"},
+		{"--auth", "nocolon"},
+		{"--log-level", "loud"},
+		{"extra"},
+		{"--host-id", "-bad", "--state-dir", t.TempDir()},
+	} {
+		err := serve(context.Background(), args)
+		if err == nil {
+			t.Errorf("serve %q: no error", args)
+		}
+	}
+}

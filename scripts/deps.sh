@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building, testing and running leviathan needs on a Debian
+# machine, idempotently: it only calls apt-get for packages not yet there.
+set -euo pipefail
+
+pkgs=(iproute2 iputils-ping util-linux curl)
+need=()
+for p in "${pkgs[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if ((${#need[@]})); then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: missing ${need[*]}; run as root to install them" >&2
+		exit 1
+	fi
+	echo "deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+	if [ -x /usr/local/go/bin/go ]; then
+		echo "deps: go is at /usr/local/go/bin; add it to PATH" >&2
+	else
+		echo "deps: no Go toolchain found (want go 1.24 or newer)" >&2
+	fi
+	exit 1
+fi
