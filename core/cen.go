@@ -50,7 +50,8 @@ type ImportSummary struct {
 }
 
 // ImportCENs creates the CENs of a CEN file, and registers their
-// containers, in one transaction: all of it or nothing. A CEN that exists
+// containers, in one transaction: all of it or nothing. Containers of the
+// netns runtime get their namespaces once the transaction is committed. A CEN that exists
 // keeps its identity; its members are replaced by the file's unless it is
 // made and the file changes them (a conflict: change a made CEN's members
 // one by one, or destroy it first).
@@ -130,7 +131,19 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 		}
 		return nil
 	})
-	return sum, err
+	if err != nil {
+		return sum, err
+	}
+	// New containers get their namespaces now that they are recorded; one
+	// that fails here is created again by make, which needs it.
+	var ctrs []*graph.Container
+	for _, c := range fresh {
+		ctrs = append(ctrs, c)
+	}
+	if err := s.ensureNetns(ctx, ctrs); err != nil {
+		s.log.Warn("import: creating container namespaces", "err", err)
+	}
+	return sum, nil
 }
 
 // cenAlloc hands out link groups and checks interface names against the

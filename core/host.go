@@ -209,6 +209,11 @@ func (s *Service) changeMember(ctx context.Context, host, id, cenID string, add 
 		}
 		return graph.PutCEN(tx, nc)
 	})
+	if err == nil && fresh != nil {
+		if err := s.ensureNetns(ctx, []*graph.Container{fresh}); err != nil {
+			s.log.Warn("creating a container namespace", "container", id, "err", err)
+		}
+	}
 	return viewCEN(nc), err
 }
 

@@ -87,6 +87,11 @@ func TestReadmeExample(t *testing.T) {
 	e := newEnv(t, Options{})
 	tr := &transcript{e: e}
 	tr.do("POST", "/cen/import", readmeCENFile(t))
+	for _, c := range []string{"c1", "c3", "c16"} {
+		if !netfab.IsNetns(e.ns(c)) {
+			t.Errorf("after import, %s has no namespace", c)
+		}
+	}
 	if s, b := tr.do("POST", "/cen/make", allCENs); s != 200 {
 		t.Fatalf("make: %d %s", s, b)
 	}
