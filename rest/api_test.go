@@ -102,8 +102,9 @@ func TestReadmeExample(t *testing.T) {
 	tr.do("GET", "/host/host1/c11", "")
 	e.check()
 
-	// Nothing of it in the host's namespace.
-	host, err := netfab.ListLinks("/proc/self/ns/net")
+	// Nothing of it in the host's namespace. (Not /proc/self: the main
+	// thread may have been parked in a namespace it created.)
+	host, err := netfab.ListLinks("/proc/thread-self/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
