@@ -1,0 +1,93 @@
+// Package layering holds tests of the module's structure: which package
+// may import what, and that every package says what it owns.
+package layering
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// owners says which package alone may import a dependency (by import
+// path prefix).
+var owners = map[string]string{
+	"github.com/vishvananda/":                           "netfab",
+	"github.com/docker/docker":                          "cpool",
+	"github.com/gin-gonic/gin":                          "rest",
+	"go.etcd.io/bbolt":                                  "graph",
+	"github.com/leviathan-net/leviathan/internal/ktest": "", // tests only
+}
+
+type pkg struct {
+	dir     string
+	doc     bool
+	imports map[string][]string // import path → files
+}
+
+func loadPackages(t *testing.T) map[string]*pkg {
+	root := "../.."
+	pkgs := map[string]*pkg{}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		p := pkgs[rel]
+		if p == nil {
+			p = &pkg{dir: rel, imports: map[string][]string{}}
+			pkgs[rel] = p
+		}
+		if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
+			p.doc = true
+		}
+		for _, imp := range f.Imports {
+			ip, _ := strconv.Unquote(imp.Path.Value)
+			p.imports[ip] = append(p.imports[ip], filepath.Base(path))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkgs
+}
+
+func TestOnlyOwnersImportTheirDependencies(t *testing.T) {
+	for dir, p := range loadPackages(t) {
+		top := strings.Split(dir, string(os.PathSeparator))[0]
+		for ip, files := range p.imports {
+			for prefix, owner := range owners {
+				if strings.HasPrefix(ip, prefix) && top != owner {
+					t.Errorf("%s (%s) imports %s, which only %q may import", dir, strings.Join(files, ", "), ip, owner)
+				}
+			}
+		}
+	}
+}
+
+func TestEveryPackageHasADocComment(t *testing.T) {
+	for dir, p := range loadPackages(t) {
+		if !p.doc {
+			t.Errorf("package %s has no doc comment saying what it owns", dir)
+		}
+	}
+}
