@@ -40,7 +40,7 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 	dec := json.NewDecoder(r)
 	var f fileJSON
 	if err := dec.Decode(&f); err != nil {
-		return nil, graph.Errorf(graph.ErrInvalid, "CEN file: %v", err)
+		return nil, graph.Errorf(graph.ErrInvalid, "CEN file: %w", err)
 	}
 	if dec.More() {
 		return nil, graph.Errorf(graph.ErrInvalid, "CEN file: trailing data after the JSON object")
@@ -56,7 +56,7 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 			return nil, graph.Errorf(graph.ErrInvalid, "CEN file: cenList[%d] has no cenID", i)
 		}
 		id := *e.CENID
-		if err := graph.ValidateID("CEN", id); err != nil {
+		if err := ValidateCENID(id); err != nil {
 			return nil, fmt.Errorf("CEN file: cenList[%d]: %w", i, err)
 		}
 		if seen[id] {
@@ -88,7 +88,7 @@ func ParseIDList(kind string, r io.Reader) ([]string, error) {
 	dec := json.NewDecoder(r)
 	var ids []string
 	if err := dec.Decode(&ids); err != nil {
-		return nil, graph.Errorf(graph.ErrInvalid, `want a JSON list of %s IDs, like ["a","b"]: %v`, kind, err)
+		return nil, graph.Errorf(graph.ErrInvalid, `want a JSON list of %s IDs, like ["a","b"]: %w`, kind, err)
 	}
 	if dec.More() {
 		return nil, graph.Errorf(graph.ErrInvalid, "trailing data after the list of %s IDs", kind)
@@ -105,6 +105,22 @@ func ParseIDList(kind string, r io.Reader) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// reservedIfNames are interface names the kernel refuses or every
+// namespace already has, so no CEN may be called so.
+var reservedIfNames = map[string]bool{"lo": true, "all": true, "default": true, "bonding_masters": true}
+
+// ValidateCENID checks a CEN ID: a valid ID whose interface name the
+// kernel accepts.
+func ValidateCENID(id string) error {
+	if err := graph.ValidateID("CEN", id); err != nil {
+		return err
+	}
+	if reservedIfNames[IfName(id)] {
+		return graph.Errorf(graph.ErrInvalid, "CEN ID %q: reserved: the kernel has or refuses an interface of that name", id)
+	}
+	return nil
 }
 
 // Plan returns the wiring a CEN of n members gets: none below 2, a single

@@ -162,3 +162,14 @@ func TestFreeGroup(t *testing.T) {
 		t.Errorf("FreeGroup on a full range: %v, want ErrConflict", err)
 	}
 }
+
+func TestValidateCENIDReserved(t *testing.T) {
+	for _, id := range []string{"lo", "all", "default", "bonding_masters"} {
+		if err := ValidateCENID(id); !errors.Is(err, graph.ErrInvalid) {
+			t.Errorf("ValidateCENID(%q) = %v, want ErrInvalid", id, err)
+		}
+	}
+	if err := ValidateCENID("cen1"); err != nil {
+		t.Error(err)
+	}
+}

@@ -180,7 +180,7 @@ func (a *cenAlloc) add(id string) (*graph.CEN, error) {
 
 // CreateCEN creates an empty CEN; created is false when it existed.
 func (s *Service) CreateCEN(ctx context.Context, id string) (v CENView, created bool, err error) {
-	if err := graph.ValidateID("CEN", id); err != nil {
+	if err := cen.ValidateCENID(id); err != nil {
 		return v, false, err
 	}
 	defer s.locks.lock(cenKey(id))()

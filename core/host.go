@@ -110,6 +110,28 @@ func (s *Service) RegisterContainer(ctx context.Context, host, id string, tag *s
 	return viewContainer(c, cens), created, nil
 }
 
+// ListContainers returns every container of a host, by ID.
+func (s *Service) ListContainers(ctx context.Context, host string) ([]ContainerView, error) {
+	if err := s.checkHost(host); err != nil {
+		return nil, err
+	}
+	out := []ContainerView{}
+	err := s.store.View(func(tx graph.Tx) error {
+		cs, err := graph.ListContainers(tx)
+		if err != nil {
+			return err
+		}
+		all, err := graph.ListCENs(tx)
+		for _, c := range cs {
+			if c.Host == host {
+				out = append(out, viewContainer(c, all))
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
 // GetContainer returns a container with its interfaces.
 func (s *Service) GetContainer(ctx context.Context, host, id string) (v ContainerView, err error) {
 	if err := s.checkHost(host); err != nil {

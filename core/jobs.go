@@ -52,7 +52,11 @@ func (s *Service) StartJob(ctx context.Context, op string, ids []string) (Job, e
 	default:
 		return Job{}, graph.Errorf(graph.ErrInvalid, "no such job operation %q", op)
 	}
+	// Bad and unknown IDs are refused now, as without ?async.
 	if err := validateIDs("CEN", ids); err != nil {
+		return Job{}, err
+	}
+	if _, _, err := s.loadCENs(ids); err != nil {
 		return Job{}, err
 	}
 	b := make([]byte, 8)

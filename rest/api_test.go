@@ -3,6 +3,7 @@ package rest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -62,6 +63,10 @@ func TestAPIErrors(t *testing.T) {
 		{"DELETE", "/host/host1/c1/cen1", "", 404},
 		{"DELETE", "/host/host1/nosuch", "", 404},
 		{"GET", "/jobs/nosuch", "", 404},
+		{"PUT", "/cen/lo", "", 400},
+		{"PUT", "/cen/default", "", 400},
+		{"POST", "/cen/make?async=true", `["cen1","nosuch"]`, 404},
+		{"GET", "/host/host2", "", 404},
 	}
 	for _, c := range cases {
 		got, body := tr.do(c.method, c.path, c.body)
@@ -81,6 +86,41 @@ func TestAPIErrors(t *testing.T) {
 	}
 	e.check()
 	tr.compare("errors")
+}
+
+func TestOversizedChunkedBody(t *testing.T) {
+	e := newEnv(t, Options{MaxBody: 1 << 10})
+	for _, path := range []string{"/cen/import", "/cen/make", "/host/host1/c1"} {
+		pr, pw := io.Pipe()
+		go func() {
+			pw.Write([]byte(`{"cenList":[` + strings.Repeat(`{"cenID":"x"},`, 200)))
+			pw.Close()
+		}()
+		method := "POST"
+		if strings.HasPrefix(path, "/host") {
+			method = "PUT"
+		}
+		req, _ := http.NewRequest(method, e.srv.URL+path, pr) // no Content-Length: chunked
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s %s with a chunked oversized body: %d, want 413", method, path, resp.StatusCode)
+		}
+	}
+}
+
+func TestListContainers(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.must(201, "PUT", "/host/host1/b", "", nil)
+	e.must(201, "PUT", "/host/host1/a", `{"tag":"t"}`, nil)
+	var cs []core.ContainerView
+	e.must(200, "GET", "/host/host1", "", &cs)
+	if len(cs) != 2 || cs[0].ID != "a" || cs[1].ID != "b" || *cs[0].Tag != "t" {
+		t.Errorf("GET /host/host1: %+v", cs)
+	}
 }
 
 func TestReadmeExample(t *testing.T) {

@@ -27,6 +27,7 @@ func (s *Server) leviathanRoutes() {
 	s.handle(http.MethodGet, "/cen/:cenId", s.getCEN)
 	s.handle(http.MethodDelete, "/cen/:cenId", s.deleteCEN)
 
+	s.handle(http.MethodGet, "/host/:hostId", s.listContainers)
 	s.handle(http.MethodPut, "/host/:hostId/:containerId", s.putContainer)
 	s.handle(http.MethodGet, "/host/:hostId/:containerId", s.getContainer)
 	s.handle(http.MethodDelete, "/host/:hostId/:containerId", s.deleteContainer)
@@ -120,6 +121,11 @@ func (s *Server) putContainer(c *gin.Context) (int, any, error) {
 	if created {
 		return http.StatusCreated, v, err
 	}
+	return http.StatusOK, v, err
+}
+
+func (s *Server) listContainers(c *gin.Context) (int, any, error) {
+	v, err := s.svc.ListContainers(c, c.Param("hostId"))
 	return http.StatusOK, v, err
 }
 

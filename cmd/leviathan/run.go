@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 
@@ -17,6 +19,14 @@ Usage:
 `
 
 func run(ctx context.Context, args []string) error {
+	err := dispatch(ctx, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the flag set printed the help asked for
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
 		return fmt.Errorf("no command")
