@@ -22,6 +22,16 @@ import (
 	"github.com/leviathan-net/leviathan/graph"
 )
 
+// TableBase is the first fabric routing table of CINs; CIN tables are
+// [TableBase, TableBase+MaxTables).
+const (
+	TableBase = 0x4c560000
+	MaxTables = 0x10000
+)
+
+// IsOwnTable reports whether a routing table is one of leviathan's.
+func IsOwnTable(t int) bool { return t >= TableBase && t < TableBase+MaxTables }
+
 // Spec is one CIN as a CIN file (or PUT /cin/{id}) describes it.
 type Spec struct {
 	ID           string

@@ -35,9 +35,11 @@ func viewCEN(c *graph.CEN) CENView {
 	return v
 }
 
-// Result is the outcome of make or destroy for one CEN.
+// Result is the outcome of make or destroy for one CEN or CIN: the state
+// it is in afterwards, and the error when the operation failed.
 type Result struct {
-	ID    string `json:"cenID"`
+	CEN   string `json:"cenID,omitempty"`
+	CIN   string `json:"cinID,omitempty"`
 	State string `json:"state"`
 	Error string `json:"error,omitempty"`
 }
@@ -261,6 +263,16 @@ func (s *Service) loadCENs(ids []string) ([]*graph.CEN, map[graph.Member]*graph.
 	return cs, ctrs, err
 }
 
+// failedState is the state an object is left in when op failed on it: a
+// failed make is rolled back ("failed"); a failed destroy leaves it as it
+// was.
+func failedState(op, was string) string {
+	if op == "destroy" {
+		return was
+	}
+	return graph.StateFailed
+}
+
 func quote(ss []string) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
@@ -288,11 +300,28 @@ func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) 
 }
 
 // DestroyCENs removes CENs' kernel objects; their definitions stay.
-// Destroying a CEN that is not made succeeds and changes nothing.
+// Destroying a CEN that is not made succeeds and changes nothing. A CEN
+// in a made CIN cannot be destroyed (a conflict): destroy the CIN first.
 func (s *Service) DestroyCENs(ctx context.Context, ids []string) ([]Result, error) {
 	return s.cenBatch(ctx, ids, "destroy", func(c *graph.CEN, sp *netfab.CEN) error {
+		if err := s.checkNotInMadeCIN(c.ID, "destroy"); err != nil {
+			return err
+		}
 		return s.fab.Destroy(ctx, sp)
 	}, graph.StateDefined)
+}
+
+// checkNotInMadeCIN fails with a conflict when a CEN is in a made CIN.
+// The caller holds the CEN's lock, under which no CIN can be made or
+// changed to span it.
+func (s *Service) checkNotInMadeCIN(cenID, op string) error {
+	return s.store.View(func(tx graph.Tx) error {
+		c, err := graph.CINOf(tx, cenID)
+		if err == nil && c != nil && c.State == graph.StateMade {
+			return graph.Errorf(graph.ErrConflict, "CEN %q is in CIN %q, which is made: destroy the CIN before you %s the CEN", cenID, c.ID, op)
+		}
+		return err
+	})
 }
 
 func (s *Service) cenBatch(ctx context.Context, ids []string, op string, do func(*graph.CEN, *netfab.CEN) error, okState string) ([]Result, error) {
@@ -325,16 +354,16 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op string, do func
 	var failed []error
 	for i, c := range cs {
 		err := do(c, spec(c, ctrs))
-		results[i] = Result{ID: c.ID, State: okState}
+		results[i] = Result{CEN: c.ID, State: okState}
 		if err != nil {
-			results[i] = Result{ID: c.ID, State: graph.StateFailed, Error: err.Error()}
+			results[i] = Result{CEN: c.ID, State: failedState(op, c.State), Error: err.Error()}
 			failed = append(failed, fmt.Errorf("%s CEN %s: %w", op, c.ID, err))
 			s.log.Warn(op+" failed", "cen", c.ID, "err", err)
 		}
 	}
 	err = s.store.Update(func(tx graph.Tx) error {
 		for i, c := range cs {
-			if results[i].State == graph.StateFailed && op == "destroy" {
+			if results[i].Error != "" && op == "destroy" {
 				continue // the kernel may still hold it: keep the state it had
 			}
 			c.State, c.Error = results[i].State, results[i].Error
@@ -358,6 +387,15 @@ func (s *Service) DeleteCEN(ctx context.Context, id string) error {
 	defer s.locks.lock(cenKey(id))()
 	cs, ctrs, err := s.loadCENs([]string{id})
 	if err != nil {
+		return err
+	}
+	if err := s.store.View(func(tx graph.Tx) error {
+		c, err := graph.CINOf(tx, id)
+		if err == nil && c != nil {
+			return graph.Errorf(graph.ErrConflict, "CEN %q is in CIN %q: take it out of the CIN (PUT /cin/%s) before deleting it", id, c.ID, c.ID)
+		}
+		return err
+	}); err != nil {
 		return err
 	}
 	if err := s.fab.Destroy(ctx, spec(cs[0], ctrs)); err != nil {

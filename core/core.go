@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/leviathan-net/leviathan/cen"
+	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/netfab"
 )
@@ -26,6 +27,8 @@ type Fabric interface {
 	Apply(ctx context.Context, prev, next *netfab.CEN) error
 	Destroy(ctx context.Context, c *netfab.CEN) error
 	Reconcile(ctx context.Context, desired []*netfab.CEN, namespaces []string) (netfab.ReconcileReport, error)
+	ApplyCIN(ctx context.Context, prev, next *netfab.CIN, dirty func(netfab.Address) bool) error
+	ReconcileCINs(ctx context.Context, desired []*netfab.CIN, namespaces []string) (netfab.ReconcileReport, error)
 }
 
 // Options configure a Service.
@@ -36,7 +39,10 @@ type Options struct {
 	// Runtimes are asked, in order, whether a container ID is theirs; the
 	// netns runtime, which takes every ID, comes last.
 	Runtimes []Runtime
-	Log      *slog.Logger
+	// CINPool is where CINs without a prefix of their own get one
+	// (cin.DefaultPool when zero).
+	CINPool cin.Pool
+	Log     *slog.Logger
 }
 
 // Service implements the internal API.
@@ -45,6 +51,7 @@ type Service struct {
 	store    graph.Store
 	fab      Fabric
 	runtimes []Runtime
+	pool     cin.Pool
 	log      *slog.Logger
 	locks    keyedLocks
 	jobs     jobs
@@ -62,7 +69,11 @@ func New(o Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, log: log}, nil
+	pool := o.CINPool
+	if !pool.Base.IsValid() {
+		pool = cin.DefaultPool
+	}
+	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, log: log}, nil
 }
 
 // HostID is the host this service serves.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"slices"
 
 	"github.com/leviathan-net/leviathan/cen"
+	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/netfab"
 )
@@ -31,7 +34,7 @@ type ContainerView struct {
 	Interfaces []InterfaceView `json:"interfaces"`
 }
 
-func viewContainer(c *graph.Container, cens []*graph.CEN) ContainerView {
+func viewContainer(c *graph.Container, cens []*graph.CEN, cins []*graph.CIN) ContainerView {
 	v := ContainerView{Host: c.Host, ID: c.ID, Runtime: c.Runtime, Netns: c.Netns, CENs: []string{}, Interfaces: []InterfaceView{}}
 	if c.Tag != "" {
 		v.Tag = &c.Tag
@@ -42,11 +45,32 @@ func viewContainer(c *graph.Container, cens []*graph.CEN) ContainerView {
 			continue
 		}
 		v.CENs = append(v.CENs, n.ID)
-		if n.State == graph.StateMade && cen.Plan(len(n.Members)) != graph.WiringNone {
-			v.Interfaces = append(v.Interfaces, InterfaceView{CEN: n.ID, Name: n.IfName, MAC: cen.MAC(n.ID, m).String()})
+		if n.State != graph.StateMade || cen.Plan(len(n.Members)) == graph.WiringNone {
+			continue
 		}
+		iv := InterfaceView{CEN: n.ID, Name: n.IfName, MAC: cen.MAC(n.ID, m).String()}
+		for _, ci := range cins {
+			if !ci.HasCEN(n.ID) || ci.State != graph.StateMade {
+				continue
+			}
+			if a, ok := ci.Addrs[graph.AddrKey(n.ID, m)]; ok {
+				ip := fmt.Sprintf("%s/%d", a, cin.Subnet(netip.MustParsePrefix(ci.Prefix), ci.Subnets[n.ID]).Bits())
+				iv.IP, iv.CIN = &ip, &ci.ID
+			}
+		}
+		v.Interfaces = append(v.Interfaces, iv)
 	}
 	return v
+}
+
+// containerView reads what a container's view needs.
+func containerView(tx graph.Tx, c *graph.Container) (ContainerView, error) {
+	cens, err := graph.ListCENs(tx)
+	if err != nil {
+		return ContainerView{}, err
+	}
+	cins, err := graph.ListCINs(tx)
+	return viewContainer(c, cens, cins), err
 }
 
 // censOf returns the CENs that have m as a member.
@@ -91,12 +115,12 @@ func (s *Service) RegisterContainer(ctx context.Context, host, id string, tag *s
 	}
 	// Record first, then create: a crash in between leaves a record whose
 	// namespace reconcile creates, never a namespace nobody knows.
-	var cens []*graph.CEN
 	err = s.store.Update(func(tx graph.Tx) error {
-		if cens, err = censOf(tx, m); err != nil {
+		if err := graph.PutContainer(tx, c); err != nil {
 			return err
 		}
-		return graph.PutContainer(tx, c)
+		v, err = containerView(tx, c)
+		return err
 	})
 	if err != nil {
 		return v, false, err
@@ -107,7 +131,7 @@ func (s *Service) RegisterContainer(ctx context.Context, host, id string, tag *s
 		}
 		return v, false, err
 	}
-	return viewContainer(c, cens), created, nil
+	return v, created, nil
 }
 
 // ListContainers returns every container of a host, by ID.
@@ -121,10 +145,14 @@ func (s *Service) ListContainers(ctx context.Context, host string) ([]ContainerV
 		if err != nil {
 			return err
 		}
-		all, err := graph.ListCENs(tx)
+		cens, err := graph.ListCENs(tx)
+		if err != nil {
+			return err
+		}
+		cins, err := graph.ListCINs(tx)
 		for _, c := range cs {
 			if c.Host == host {
-				out = append(out, viewContainer(c, all))
+				out = append(out, viewContainer(c, cens, cins))
 			}
 		}
 		return err
@@ -145,8 +173,7 @@ func (s *Service) GetContainer(ctx context.Context, host, id string) (v Containe
 		if err != nil {
 			return err
 		}
-		all, err := graph.ListCENs(tx)
-		v = viewContainer(c, all)
+		v, err = containerView(tx, c)
 		return err
 	})
 	return v, err
@@ -176,31 +203,72 @@ func (s *Service) changeMember(ctx context.Context, host, id, cenID string, add 
 		return v, err
 	}
 	m := graph.Member{Host: host, Container: id}
-	defer s.locks.lock(cenKey(cenID), ctrKey(m))()
+	for {
+		v, done, err := s.changeMemberOnce(ctx, m, cenID, add)
+		if done || err != nil {
+			return v, err
+		}
+	}
+}
+
+// changeMemberOnce locks the CEN, the container and the CIN the CEN is in
+// (looked up first, checked again under the locks: done is false when it
+// changed in between, and the caller tries again).
+func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID string, add bool) (v CENView, done bool, err error) {
+	var cinID string
+	if err := s.store.View(func(tx graph.Tx) error {
+		c, err := graph.CINOf(tx, cenID)
+		if c != nil {
+			cinID = c.ID
+		}
+		return err
+	}); err != nil {
+		return v, false, err
+	}
+	keys := []string{cenKey(cenID), ctrKey(m)}
+	if cinID != "" {
+		keys = append(keys, cinKey(cinID))
+	}
+	defer s.locks.lock(keys...)()
 
 	cs, ctrs, err := s.loadCENs([]string{cenID})
 	if err != nil {
-		return v, err
+		return v, false, err
 	}
 	c := cs[0]
+	var w *cinWorld // the CIN the CEN is in, if any
+	if err := s.store.View(func(tx graph.Tx) error {
+		ci, err := graph.CINOf(tx, cenID)
+		if err != nil || ci == nil {
+			return err
+		}
+		w, err = loadCINWorld(tx, ci)
+		return err
+	}); err != nil {
+		return v, false, err
+	}
+	if (w == nil) != (cinID == "") || w != nil && w.cin.ID != cinID {
+		return v, false, nil // the CEN moved to another CIN meanwhile
+	}
+
 	var fresh *graph.Container // a container this change registers
 	if err := s.store.View(func(tx graph.Tx) error {
 		return containersOf(tx, []graph.Member{m}, ctrs)
 	}); errors.Is(err, graph.ErrNotFound) && add {
-		if fresh, err = s.resolve(ctx, host, id); err != nil {
-			return v, err
+		if fresh, err = s.resolve(ctx, m.Host, m.Container); err != nil {
+			return v, true, err
 		}
 		ctrs[m] = fresh
 	} else if err != nil {
-		return v, err
+		return v, true, err
 	}
 
 	next := slices.Clone(c.Members)
 	switch {
 	case add && c.HasMember(m):
-		return viewCEN(c), nil // already a member
+		return viewCEN(c), true, nil // already a member
 	case !add && !c.HasMember(m):
-		return v, graph.Errorf(graph.ErrNotFound, "container %q is not a member of CEN %q", id, cenID)
+		return v, true, graph.Errorf(graph.ErrNotFound, "container %q is not a member of CEN %q", m.Container, cenID)
 	case add:
 		next = append(next, m)
 	default:
@@ -208,24 +276,36 @@ func (s *Service) changeMember(ctx context.Context, host, id, cenID string, add 
 	}
 	nc := withMembers(c, next)
 
-	if c.State == graph.StateMade {
-		createdNs := false
-		if add {
-			createdNs = ctrs[m].Owned && !netfab.IsNetns(ctrs[m].Netns)
-			if err := s.ensureNetns(ctx, []*graph.Container{ctrs[m]}); err != nil {
-				return v, err
+	var ncin *graph.CIN // the CIN as it is after the change
+	if w != nil {
+		cp := *w.cin
+		cp.Subnets, cp.Addrs = maps.Clone(cp.Subnets), maps.Clone(cp.Addrs)
+		ncin = &cp
+		nw := &cinWorld{cin: ncin, cens: maps.Clone(w.cens), ctrs: maps.Clone(w.ctrs)}
+		nw.cens[cenID] = nc
+		nw.ctrs[m] = ctrs[m]
+		if ncin.State == graph.StateMade {
+			if err := allocate(ncin, nw.cens); err != nil {
+				return v, true, err
 			}
+		} else {
+			delete(ncin.Addrs, graph.AddrKey(cenID, m)) // leaving frees it
 		}
-		if err := s.fab.Apply(ctx, spec(c, ctrs), spec(nc, ctrs)); err != nil {
-			if fresh != nil && createdNs {
-				netfab.DeleteNetns(fresh.Netns)
-			}
-			return v, fmt.Errorf("CEN %s: %w", cenID, err)
+		if err := s.applyMemberChange(ctx, c, nc, ctrs, w, nw, fresh); err != nil {
+			return v, true, err
 		}
+	} else if err := s.applyMemberChange(ctx, c, nc, ctrs, nil, nil, fresh); err != nil {
+		return v, true, err
 	}
+
 	err = s.store.Update(func(tx graph.Tx) error {
 		if fresh != nil {
 			if err := graph.PutContainer(tx, fresh); err != nil {
+				return err
+			}
+		}
+		if ncin != nil {
+			if err := graph.PutCIN(tx, ncin); err != nil {
 				return err
 			}
 		}
@@ -233,15 +313,59 @@ func (s *Service) changeMember(ctx context.Context, host, id, cenID string, add 
 	})
 	if err == nil && fresh != nil {
 		if err := s.ensureNetns(ctx, []*graph.Container{fresh}); err != nil {
-			s.log.Warn("creating a container namespace", "container", id, "err", err)
+			s.log.Warn("creating a container namespace", "container", m.Container, "err", err)
 		}
 	}
-	return viewCEN(nc), err
+	return viewCEN(nc), true, err
+}
+
+// applyMemberChange makes the kernel follow a membership change of a made
+// CEN (c → nc), and of the made CIN it is in (w → nw), undoing the CEN
+// change when the CIN's fails.
+func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs map[graph.Member]*graph.Container, w, nw *cinWorld, fresh *graph.Container) error {
+	if c.State != graph.StateMade {
+		return nil
+	}
+	added := len(nc.Members) > len(c.Members)
+	var m graph.Member
+	if added {
+		m = nc.Members[len(nc.Members)-1]
+	}
+	createdNs := false
+	if added {
+		createdNs = ctrs[m].Owned && !netfab.IsNetns(ctrs[m].Netns)
+		if err := s.ensureNetns(ctx, []*graph.Container{ctrs[m]}); err != nil {
+			return err
+		}
+	}
+	fail := func(err error) error {
+		if fresh != nil && createdNs {
+			netfab.DeleteNetns(fresh.Netns)
+		}
+		return fmt.Errorf("CEN %s: %w", c.ID, err)
+	}
+	if err := s.fab.Apply(ctx, spec(c, ctrs), spec(nc, ctrs)); err != nil {
+		return fail(err)
+	}
+	if w == nil || w.cin.State != graph.StateMade {
+		return nil
+	}
+	// A change of wiring recreates every member's interface: their
+	// addresses need applying again.
+	rewired := cen.Plan(len(c.Members)) != cen.Plan(len(nc.Members))
+	dirty := func(a netfab.Address) bool { return rewired && a.IfName == nc.IfName }
+	if err := s.fab.ApplyCIN(ctx, cinSpec(w), cinSpec(nw), dirty); err != nil {
+		if uerr := s.fab.Apply(context.WithoutCancel(ctx), spec(nc, ctrs), spec(c, ctrs)); uerr != nil {
+			err = fmt.Errorf("%w (and undoing the CEN change failed: %v)", err, uerr)
+		}
+		return fail(fmt.Errorf("CIN %s: %w", w.cin.ID, err))
+	}
+	return nil
 }
 
 // DeleteContainer removes a container from every CEN it is in (re-wiring
-// made ones), deletes the namespace leviathan created for it, and forgets
-// it.
+// made ones and releasing its addresses), deletes the namespace leviathan
+// created for it, and forgets it.
 func (s *Service) DeleteContainer(ctx context.Context, host, id string) error {
 	if err := s.checkHost(host); err != nil {
 		return err
@@ -251,8 +375,6 @@ func (s *Service) DeleteContainer(ctx context.Context, host, id string) error {
 	}
 	m := graph.Member{Host: host, Container: id}
 	for {
-		// Find the container's CENs, lock them, and check they are still
-		// its CENs; else a membership change came in between: again.
 		var ids []string
 		if err := s.store.View(func(tx graph.Tx) error {
 			if _, err := graph.GetContainer(tx, host, id); err != nil {
@@ -266,19 +388,24 @@ func (s *Service) DeleteContainer(ctx context.Context, host, id string) error {
 		}); err != nil {
 			return err
 		}
-		done, err := s.deleteContainerLocked(ctx, m, ids)
+		// Leave every CEN, each change committed as it succeeds so the
+		// graph always says what the kernel holds.
+		for _, cenID := range ids {
+			if _, err := s.changeMember(ctx, host, id, cenID, false); err != nil && !errors.Is(err, graph.ErrNotFound) {
+				return fmt.Errorf("remove container %q from CEN %s: %w", id, cenID, err)
+			}
+		}
+		done, err := s.forgetContainer(m)
 		if done || err != nil {
 			return err
 		}
 	}
 }
 
-func (s *Service) deleteContainerLocked(ctx context.Context, m graph.Member, ids []string) (done bool, err error) {
-	keys := []string{ctrKey(m)}
-	for _, id := range ids {
-		keys = append(keys, cenKey(id))
-	}
-	defer s.locks.lock(keys...)()
+// forgetContainer deletes a container in no CEN; done is false when it
+// joined one meanwhile.
+func (s *Service) forgetContainer(m graph.Member) (done bool, err error) {
+	defer s.locks.lock(ctrKey(m))()
 	var ctr *graph.Container
 	var cs []*graph.CEN
 	if err := s.store.View(func(tx graph.Tx) error {
@@ -290,36 +417,8 @@ func (s *Service) deleteContainerLocked(ctx context.Context, m graph.Member, ids
 	}); err != nil {
 		return false, err
 	}
-	now := make([]string, len(cs))
-	for i, c := range cs {
-		now[i] = c.ID
-	}
-	if !slices.Equal(now, ids) {
+	if len(cs) > 0 {
 		return false, nil
-	}
-	ctrs := map[graph.Member]*graph.Container{}
-	if err := s.store.View(func(tx graph.Tx) error {
-		for _, c := range cs {
-			if err := containersOf(tx, c.Members, ctrs); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		return false, err
-	}
-	// Re-wire made CENs one by one, committing each as it succeeds so the
-	// graph always says what the kernel holds.
-	for _, c := range cs {
-		nc := withMembers(c, slices.DeleteFunc(slices.Clone(c.Members), func(x graph.Member) bool { return x == m }))
-		if c.State == graph.StateMade {
-			if err := s.fab.Apply(ctx, spec(c, ctrs), spec(nc, ctrs)); err != nil {
-				return false, fmt.Errorf("remove container %q from CEN %s: %w", m.Container, c.ID, err)
-			}
-		}
-		if err := s.store.Update(func(tx graph.Tx) error { return graph.PutCEN(tx, nc) }); err != nil {
-			return false, err
-		}
 	}
 	// The namespace goes before the record: a crash in between leaves a
 	// record (whose namespace reconcile recreates), never an unknown

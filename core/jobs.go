@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"sync"
@@ -44,19 +45,43 @@ type jobs struct {
 // the request's).
 func (s *Service) StartJob(ctx context.Context, op string, ids []string) (Job, error) {
 	var fn func(context.Context, []string) ([]Result, error)
+	kind := "CEN"
 	switch op {
 	case "cen/make":
 		fn = s.MakeCENs
 	case "cen/destroy":
 		fn = s.DestroyCENs
+	case "cin/make":
+		fn, kind = s.MakeCINs, "CIN"
+	case "cin/destroy":
+		fn, kind = s.DestroyCINs, "CIN"
 	default:
 		return Job{}, graph.Errorf(graph.ErrInvalid, "no such job operation %q", op)
 	}
 	// Bad and unknown IDs are refused now, as without ?async.
-	if err := validateIDs("CEN", ids); err != nil {
+	if err := validateIDs(kind, ids); err != nil {
 		return Job{}, err
 	}
-	if _, _, err := s.loadCENs(ids); err != nil {
+	if err := s.store.View(func(tx graph.Tx) error {
+		var missing []string
+		for _, id := range ids {
+			var err error
+			if kind == "CEN" {
+				_, err = graph.GetCEN(tx, id)
+			} else {
+				_, err = graph.GetCIN(tx, id)
+			}
+			if errors.Is(err, graph.ErrNotFound) {
+				missing = append(missing, id)
+			} else if err != nil {
+				return err
+			}
+		}
+		if len(missing) > 0 {
+			return graph.Errorf(graph.ErrNotFound, "no %s %s", kind, joinQuoted(missing))
+		}
+		return nil
+	}); err != nil {
 		return Job{}, err
 	}
 	b := make([]byte, 8)

@@ -68,9 +68,59 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			return err
 		}
 	}
-	s.log.Info("reconciled", "made_cens", len(desired), "containers", len(local), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
+	s.log.Info("reconciled CENs", "made_cens", len(desired), "containers", len(local), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
 	for id, ferr := range rep.Failed {
 		s.log.Warn("reconcile: CEN not realized", "cen", id, "err", ferr)
+	}
+	return s.reconcileCINs(ctx, namespaces)
+}
+
+// reconcileCINs re-applies the made CINs' addressing after the CENs.
+func (s *Service) reconcileCINs(ctx context.Context, namespaces []string) error {
+	var desired []*netfab.CIN
+	if err := s.store.View(func(tx graph.Tx) error {
+		all, err := graph.ListCINs(tx)
+		if err != nil {
+			return err
+		}
+		for _, c := range all {
+			if c.State != graph.StateMade {
+				continue
+			}
+			w, err := loadCINWorld(tx, c)
+			if err != nil {
+				return err
+			}
+			desired = append(desired, cinSpec(w))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	rep, err := s.fab.ReconcileCINs(ctx, desired, namespaces)
+	if err != nil {
+		return err
+	}
+	if len(rep.Failed) > 0 {
+		if err := s.store.Update(func(tx graph.Tx) error {
+			for id, ferr := range rep.Failed {
+				c, err := graph.GetCIN(tx, id)
+				if err != nil {
+					return err
+				}
+				c.State, c.Error = graph.StateFailed, "reconcile: "+ferr.Error()
+				if err := graph.PutCIN(tx, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	s.log.Info("reconciled CINs", "made_cins", len(desired), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
+	for id, ferr := range rep.Failed {
+		s.log.Warn("reconcile: CIN not realized", "cin", id, "err", ferr)
 	}
 	return nil
 }

@@ -101,14 +101,50 @@ type Container struct {
 // Member returns the container as a CEN member.
 func (c *Container) Member() Member { return Member{Host: c.Host, Container: c.ID} }
 
+// CIN is a Container IP Network: IP addressing laid over CENs.
+type CIN struct {
+	ID   string   `json:"id"`
+	CENs []string `json:"cens"`
+	// Prefix is the CIN's network; PrefixGiven says the user chose it
+	// (else it came from the pool).
+	Prefix       string `json:"prefix"`
+	PrefixGiven  bool   `json:"prefix_given,omitempty"`
+	DefaultRoute bool   `json:"default_route,omitempty"`
+	// Table is the CIN's routing table in the fabric namespace.
+	Table int `json:"table"`
+	// Subnets gives each CEN its subnet number in the prefix; it stays
+	// while the CEN stays in the CIN.
+	Subnets map[string]int `json:"subnets"`
+	// Addrs holds the members' addresses by AddrKey. An address stays
+	// with its member across destroy, make and restarts, and is freed
+	// when the member leaves the CEN or the CEN the CIN.
+	Addrs map[string]string `json:"addrs"`
+	State string            `json:"state"`
+	Error string            `json:"error,omitempty"`
+}
+
+// AddrKey is the key of a member's address on a CEN in CIN.Addrs.
+func AddrKey(cenID string, m Member) string { return cenID + "|" + m.Host + "|" + m.Container }
+
+// HasCEN reports whether the CIN spans the CEN.
+func (c *CIN) HasCEN(id string) bool {
+	for _, x := range c.CENs {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
 // Bucket names.
 const (
 	bucketCENs       = "cens"
 	bucketContainers = "containers"
+	bucketCINs       = "cins"
 )
 
 // Buckets lists every bucket a Store must hold.
-var Buckets = []string{bucketCENs, bucketContainers}
+var Buckets = []string{bucketCENs, bucketContainers, bucketCINs}
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 
@@ -139,6 +175,35 @@ func DeleteCEN(tx Tx, id string) error { return tx.Delete(bucketCENs, id) }
 
 // ListCENs returns every CEN, ordered by ID.
 func ListCENs(tx Tx) ([]*CEN, error) { return list[CEN](tx, bucketCENs) }
+
+// GetCIN reads one CIN; ErrNotFound if there is none.
+func GetCIN(tx Tx, id string) (*CIN, error) {
+	var c CIN
+	if err := get(tx, bucketCINs, id, &c); err != nil {
+		return nil, fmt.Errorf("CIN %q: %w", id, err)
+	}
+	return &c, nil
+}
+
+// PutCIN writes a CIN.
+func PutCIN(tx Tx, c *CIN) error { return put(tx, bucketCINs, c.ID, c) }
+
+// DeleteCIN removes a CIN.
+func DeleteCIN(tx Tx, id string) error { return tx.Delete(bucketCINs, id) }
+
+// ListCINs returns every CIN, ordered by ID.
+func ListCINs(tx Tx) ([]*CIN, error) { return list[CIN](tx, bucketCINs) }
+
+// CINOf returns the CIN that spans a CEN, or nil.
+func CINOf(tx Tx, cenID string) (*CIN, error) {
+	all, err := ListCINs(tx)
+	for _, c := range all {
+		if c.HasCEN(cenID) {
+			return c, err
+		}
+	}
+	return nil, err
+}
 
 // GetContainer reads one container; ErrNotFound if there is none.
 func GetContainer(tx Tx, host, id string) (*Container, error) {

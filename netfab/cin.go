@@ -11,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/leviathan-net/leviathan/cin"
 )
 
 // Proto marks the addresses (IFA_PROTO), routes and rules (protocol)
@@ -62,18 +64,21 @@ func (a Address) key() string { return a.Netns + "|" + a.IfName + "|" + a.Addr.S
 func (g Gateway) key() string { return g.Bridge + "|" + g.Addr.String() }
 
 // ApplyCIN changes the kernel from holding prev (nil: nothing) to holding
-// next (nil: nothing), adopting what exists. On failure it puts prev back.
-func (f *Fabric) ApplyCIN(ctx context.Context, prev, next *CIN) error {
-	err := f.applyCIN(ctx, prev, next)
+// next (nil: nothing). Addresses of next that prev lacks or had otherwise
+// are (re)applied, and so are those dirty reports (all of them when dirty
+// is nil): the ones whose interface was recreated, for instance.
+// Applying adopts what exists. On failure it puts prev back.
+func (f *Fabric) ApplyCIN(ctx context.Context, prev, next *CIN, dirty func(Address) bool) error {
+	err := f.applyCIN(ctx, prev, next, dirty)
 	if err != nil && next != nil {
-		if rerr := f.applyCIN(context.WithoutCancel(ctx), next, prev); rerr != nil {
+		if rerr := f.applyCIN(context.WithoutCancel(ctx), next, prev, nil); rerr != nil {
 			return fmt.Errorf("%w (restoring the previous addressing failed too: %v)", err, rerr)
 		}
 	}
 	return err
 }
 
-func (f *Fabric) applyCIN(ctx context.Context, prev, next *CIN) error {
+func (f *Fabric) applyCIN(ctx context.Context, prev, next *CIN, dirty func(Address) bool) error {
 	var pg, ng []Gateway
 	var pa, na []Address
 	table := 0
@@ -87,17 +92,35 @@ func (f *Fabric) applyCIN(ctx context.Context, prev, next *CIN) error {
 	for _, a := range na {
 		keepA[a.key()] = true
 	}
+	had := map[string]Address{}
 	var dropA []Address
 	for _, a := range pa {
+		had[a.key()] = a
 		if !keepA[a.key()] {
 			dropA = append(dropA, a)
+		}
+	}
+	// What to (re)apply: new, changed, or dirty addresses. A changed one
+	// loses its old routes first.
+	var todo, rerouted []Address
+	for _, a := range na {
+		old, ok := had[a.key()]
+		switch {
+		case ok && old != a:
+			rerouted = append(rerouted, old)
+			todo = append(todo, a)
+		case !ok || dirty == nil || dirty(a):
+			todo = append(todo, a)
 		}
 	}
 	keepG := map[string]bool{}
 	for _, g := range ng {
 		keepG[g.key()] = true
 	}
-	if err := f.removeAddresses(dropA); err != nil {
+	if err := f.removeAddresses(dropA, true); err != nil {
+		return err
+	}
+	if err := f.removeAddresses(rerouted, false); err != nil {
 		return err
 	}
 	for _, g := range pg {
@@ -125,13 +148,9 @@ func (f *Fabric) applyCIN(ctx context.Context, prev, next *CIN) error {
 			return err
 		}
 	}
-	return f.ensureAddresses(ctx, next.Prefix, na)
+	return f.ensureAddresses(ctx, next.Prefix, todo)
 }
 
-// DestroyCIN removes everything of the CIN from the kernel.
-func (f *Fabric) DestroyCIN(ctx context.Context, c *CIN) error {
-	return f.applyCIN(ctx, c, nil)
-}
 
 // ensureCINTable prepares the fabric for routing c: the local table rule
 // behind the per-CIN rules, and c's table ending in "unreachable".
@@ -313,7 +332,9 @@ func (c *conn) ensureRoute(r *netlink.Route) error {
 	return nil
 }
 
-func (f *Fabric) removeAddresses(as []Address) error {
+// removeAddresses removes leviathan's routes through the addresses'
+// interfaces and, when addrs is set, the addresses themselves.
+func (f *Fabric) removeAddresses(as []Address, addrs bool) error {
 	order, m := byNetns(as)
 	for _, ns := range order {
 		if !IsNetns(ns) {
@@ -330,6 +351,9 @@ func (f *Fabric) removeAddresses(as []Address) error {
 				}
 				if err := c.delOwnRoutes(l.Attrs().Index); err != nil {
 					return err
+				}
+				if !addrs {
+					continue
 				}
 				if err := c.delAddr(l.Attrs().Index, a.Addr); err != nil {
 					return err
@@ -458,4 +482,108 @@ func (c *conn) ownAddrs() (map[int][]netip.Prefix, error) {
 
 func ipnet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
+}
+
+// ReconcileCINs makes the kernel hold exactly the desired CINs' addressing:
+// it removes leviathan's own addresses, routes and rules (by their
+// protocol mark and table range) that no desired CIN explains, in the
+// fabric and in the given member namespaces, then applies each desired
+// CIN. Run it after Reconcile, which recreates interfaces.
+func (f *Fabric) ReconcileCINs(ctx context.Context, desired []*CIN, namespaces []string) (ReconcileReport, error) {
+	rep := ReconcileReport{Failed: map[string]error{}}
+	tables := map[int]bool{}
+	rulesWanted := map[string]bool{} // "table|iif"
+	addrsWanted := map[string]map[string]bool{}
+	want := func(ns, ifname string, p netip.Prefix) {
+		if addrsWanted[ns] == nil {
+			addrsWanted[ns] = map[string]bool{}
+		}
+		addrsWanted[ns][ifname+"|"+p.String()] = true
+	}
+	for _, c := range desired {
+		if len(c.Gateways) > 0 {
+			tables[c.Table] = true
+		}
+		for _, g := range c.Gateways {
+			rulesWanted[fmt.Sprintf("%d|%s", c.Table, g.Bridge)] = true
+			want(f.path, g.Bridge, g.Addr)
+		}
+		for _, a := range c.Addresses {
+			want(a.Netns, a.IfName, a.Addr)
+		}
+	}
+
+	rules, err := f.c.h.RuleList(unix.AF_INET)
+	if err != nil {
+		return rep, fmt.Errorf("reconcile: list rules: %w", err)
+	}
+	for _, r := range rules {
+		if r.Protocol == Proto && !rulesWanted[fmt.Sprintf("%d|%s", r.Table, r.IifName)] {
+			if err := f.c.h.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
+				return rep, fmt.Errorf("reconcile: delete rule: %w", err)
+			}
+			rep.Removed++
+		}
+	}
+	routes, err := f.c.h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return rep, fmt.Errorf("reconcile: list routes: %w", err)
+	}
+	for _, r := range routes {
+		if cin.IsOwnTable(r.Table) && !tables[r.Table] {
+			if err := f.c.h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+				return rep, fmt.Errorf("reconcile: delete route: %w", err)
+			}
+			rep.Removed++
+		}
+	}
+
+	var errs []error
+	for _, ns := range append([]string{f.path}, namespaces...) {
+		if !IsNetns(ns) {
+			continue
+		}
+		err := withConn(ns, func(c *conn) error {
+			own, err := c.ownAddrs()
+			if err != nil {
+				return err
+			}
+			ls, err := c.links()
+			if err != nil {
+				return err
+			}
+			names := map[int]string{}
+			for _, l := range ls {
+				names[l.Attrs().Index] = l.Attrs().Name
+			}
+			for idx, ps := range own {
+				for _, p := range ps {
+					if addrsWanted[ns][names[idx]+"|"+p.String()] {
+						continue
+					}
+					if err := c.delOwnRoutes(idx); err != nil {
+						return err
+					}
+					if err := c.delAddr(idx, p); err != nil {
+						return err
+					}
+					rep.Removed++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reconcile %s: %w", ns, err))
+		}
+	}
+
+	for _, c := range desired {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		if err := f.ApplyCIN(ctx, nil, c, nil); err != nil {
+			rep.Failed[c.ID] = err
+		}
+	}
+	return rep, errors.Join(errs...)
 }

@@ -63,10 +63,10 @@ func TestCINRoutingAndIsolation(t *testing.T) {
 	one := testCIN("one", 0x4c560001, "10.10.0.0/16", a, b, w)
 	two := testCIN("two", 0x4c560002, "10.11.0.0/16", c)
 	for _, x := range []*CIN{one, two} {
-		if err := f.ApplyCIN(ctx, nil, x); err != nil {
+		if err := f.ApplyCIN(ctx, nil, x, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.ApplyCIN(ctx, x, x); err != nil { // idempotent
+		if err := f.ApplyCIN(ctx, x, x, nil); err != nil { // idempotent
 			t.Fatal(err)
 		}
 	}
@@ -102,7 +102,7 @@ func TestCINRoutingAndIsolation(t *testing.T) {
 	}
 
 	// Destroy removes exactly what was added.
-	if err := f.DestroyCIN(ctx, one); err != nil {
+	if err := f.ApplyCIN(ctx, one, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range ns[:6] {

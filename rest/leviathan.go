@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/leviathan-net/leviathan/cen"
+	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
 )
@@ -20,12 +21,20 @@ func (s *Server) leviathanRoutes() {
 	s.handle(http.MethodGet, "/v2/version", s.version)
 
 	s.handle(http.MethodPost, "/cen/import", s.importCENs)
-	s.handle(http.MethodPost, "/cen/make", s.batch("cen/make", s.svc.MakeCENs))
-	s.handle(http.MethodPost, "/cen/destroy", s.batch("cen/destroy", s.svc.DestroyCENs))
+	s.handle(http.MethodPost, "/cen/make", s.batch("cen/make", "CEN", s.svc.MakeCENs))
+	s.handle(http.MethodPost, "/cen/destroy", s.batch("cen/destroy", "CEN", s.svc.DestroyCENs))
 	s.handle(http.MethodGet, "/cen", s.listCENs)
 	s.handle(http.MethodPut, "/cen/:cenId", s.putCEN)
 	s.handle(http.MethodGet, "/cen/:cenId", s.getCEN)
 	s.handle(http.MethodDelete, "/cen/:cenId", s.deleteCEN)
+
+	s.handle(http.MethodPost, "/cin/import", s.importCINs)
+	s.handle(http.MethodPost, "/cin/make", s.batch("cin/make", "CIN", s.svc.MakeCINs))
+	s.handle(http.MethodPost, "/cin/destroy", s.batch("cin/destroy", "CIN", s.svc.DestroyCINs))
+	s.handle(http.MethodGet, "/cin", s.listCINs)
+	s.handle(http.MethodPut, "/cin/:cinId", s.putCIN)
+	s.handle(http.MethodGet, "/cin/:cinId", s.getCIN)
+	s.handle(http.MethodDelete, "/cin/:cinId", s.deleteCIN)
 
 	s.handle(http.MethodGet, "/host/:hostId", s.listContainers)
 	s.handle(http.MethodPut, "/host/:hostId/:containerId", s.putContainer)
@@ -56,9 +65,9 @@ type resultsBody struct {
 
 // batch serves make and destroy: a JSON list of IDs; with ?async=true a
 // 202 and a job to poll at /jobs/{jobId}.
-func (s *Server) batch(op string, fn func(context.Context, []string) ([]core.Result, error)) handler {
+func (s *Server) batch(op, kind string, fn func(context.Context, []string) ([]core.Result, error)) handler {
 	return func(c *gin.Context) (int, any, error) {
-		ids, err := cen.ParseIDList("CEN", c.Request.Body)
+		ids, err := cen.ParseIDList(kind, c.Request.Body)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -75,6 +84,53 @@ func (s *Server) batch(op string, fn func(context.Context, []string) ([]core.Res
 		}
 		return http.StatusOK, resultsBody{Results: res}, err
 	}
+}
+
+func (s *Server) importCINs(c *gin.Context) (int, any, error) {
+	specs, err := cin.ParseFile(c.Request.Body)
+	if err != nil {
+		return 0, nil, err
+	}
+	sum, err := s.svc.ImportCINs(s.opCtx, specs)
+	return http.StatusOK, sum, err
+}
+
+func (s *Server) listCINs(c *gin.Context) (int, any, error) {
+	v, err := s.svc.ListCINs(c)
+	return http.StatusOK, v, err
+}
+
+// putCIN takes a list of CEN IDs, or the object form of a CIN file entry.
+func (s *Server) putCIN(c *gin.Context) (int, any, error) {
+	id := c.Param("cinId")
+	if err := graph.ValidateID("CIN", id); err != nil {
+		return 0, nil, err
+	}
+	raw, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = []byte("[]")
+	}
+	sp, err := cin.ParseEntry(id, raw)
+	if err != nil {
+		return 0, nil, err
+	}
+	v, created, err := s.svc.PutCIN(s.opCtx, sp)
+	if created {
+		return http.StatusCreated, v, err
+	}
+	return http.StatusOK, v, err
+}
+
+func (s *Server) getCIN(c *gin.Context) (int, any, error) {
+	v, err := s.svc.GetCIN(c, c.Param("cinId"))
+	return http.StatusOK, v, err
+}
+
+func (s *Server) deleteCIN(c *gin.Context) (int, any, error) {
+	return http.StatusNoContent, nil, s.svc.DeleteCIN(s.opCtx, c.Param("cinId"))
 }
 
 func (s *Server) listCENs(c *gin.Context) (int, any, error) {

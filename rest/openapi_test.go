@@ -31,6 +31,12 @@ func (routesOnlyFabric) Destroy(context.Context, *netfab.CEN) error            {
 func (routesOnlyFabric) Reconcile(context.Context, []*netfab.CEN, []string) (netfab.ReconcileReport, error) {
 	return netfab.ReconcileReport{}, errRoutesOnly
 }
+func (routesOnlyFabric) ApplyCIN(context.Context, *netfab.CIN, *netfab.CIN, func(netfab.Address) bool) error {
+	return errRoutesOnly
+}
+func (routesOnlyFabric) ReconcileCINs(context.Context, []*netfab.CIN, []string) (netfab.ReconcileReport, error) {
+	return netfab.ReconcileReport{}, errRoutesOnly
+}
 
 // openAPIMethods are the operation keys of an OpenAPI path item.
 var openAPIMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/netfab"
@@ -35,6 +37,8 @@ type serveConfig struct {
 	tlsCert     string
 	tlsKey      string
 	logLevel    string
+	cinPool     string
+	cinLen      int
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -50,6 +54,8 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate file (with --tls-key) to serve HTTPS")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.cinPool, "cin-pool", "", "IPv4 network CINs get their prefixes from (default: the n-th CIN gets 10.(10+n).0.0/16)")
+	fs.IntVar(&cfg.cinLen, "cin-prefix-len", 0, "length of the prefixes cut from --cin-pool (default 16, or the pool's own length if longer)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,7 +93,20 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	defer fab.Close()
+	pool := cin.DefaultPool
+	if cfg.cinPool != "" || cfg.cinLen != 0 {
+		base := pool.Base
+		if cfg.cinPool != "" {
+			if base, err = netip.ParsePrefix(cfg.cinPool); err != nil {
+				return fmt.Errorf("serve: --cin-pool: %w", err)
+			}
+		}
+		if pool, err = cin.NewPool(base, cfg.cinLen); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
 	svc, err := core.New(core.Options{
+		CINPool:  pool,
 		HostID:   cfg.hostID,
 		Store:    store,
 		Fabric:   fab,
