@@ -151,7 +151,6 @@ func (f *Fabric) applyCIN(ctx context.Context, prev, next *CIN, dirty func(Addre
 	return f.ensureAddresses(ctx, next.Prefix, todo)
 }
 
-
 // ensureCINTable prepares the fabric for routing c: the local table rule
 // behind the per-CIN rules, and c's table ending in "unreachable".
 func (f *Fabric) ensureCINTable(c *CIN) error {
