@@ -195,15 +195,20 @@ const (
 	MaxGroups = 0x10000
 )
 
+// DyingGroup is the last group of the range, never given to a CEN: a
+// destroy of many CENs gathers their links in it to delete them all in
+// one request. Whatever a crash leaves in it is a leftover.
+const DyingGroup = GroupBase + MaxGroups - 1
+
 // IsOwnGroup reports whether a link group is in leviathan's range.
 func IsOwnGroup(g uint32) bool { return g >= GroupBase && g < GroupBase+MaxGroups }
 
 // FreeGroup returns the lowest group not in used.
 func FreeGroup(used map[uint32]bool) (uint32, error) {
-	for g := uint32(GroupBase); g < GroupBase+MaxGroups; g++ {
+	for g := uint32(GroupBase); g < DyingGroup; g++ {
 		if !used[g] {
 			return g, nil
 		}
 	}
-	return 0, graph.Errorf(graph.ErrConflict, "all %d CEN link groups are in use", MaxGroups)
+	return 0, graph.Errorf(graph.ErrConflict, "all %d CEN link groups are in use", MaxGroups-1)
 }

@@ -155,7 +155,7 @@ func TestFreeGroup(t *testing.T) {
 		t.Error("IsOwnGroup range is wrong")
 	}
 	full := map[uint32]bool{}
-	for i := uint32(0); i < MaxGroups; i++ {
+	for i := uint32(0); i < MaxGroups-1; i++ {
 		full[GroupBase+i] = true
 	}
 	if _, err := FreeGroup(full); !errors.Is(err, graph.ErrConflict) {

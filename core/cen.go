@@ -294,21 +294,37 @@ func validateIDs(kind string, ids []string) error {
 // own: a failed one is rolled back and left "failed" with the reason. The
 // error, when any failed, names them; results are returned either way.
 func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cenBatch(ctx, ids, "make", func(c *graph.CEN, sp *netfab.CEN) error {
-		return s.fab.Apply(ctx, nil, sp)
-	}, graph.StateMade)
+	return s.cenBatch(ctx, ids, "make", graph.StateMade, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
+		errs := make([]error, len(cs))
+		for i := range cs {
+			errs[i] = s.fab.Apply(ctx, nil, specs[i])
+		}
+		return errs
+	})
 }
 
-// DestroyCENs removes CENs' kernel objects; their definitions stay.
-// Destroying a CEN that is not made succeeds and changes nothing. A CEN
-// in a made CIN cannot be destroyed (a conflict): destroy the CIN first.
+// DestroyCENs removes CENs' kernel objects, all in one batch; their
+// definitions stay. Destroying a CEN that is not made succeeds and
+// changes nothing. A CEN in a made CIN cannot be destroyed (a conflict):
+// destroy the CIN first.
 func (s *Service) DestroyCENs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cenBatch(ctx, ids, "destroy", func(c *graph.CEN, sp *netfab.CEN) error {
-		if err := s.checkNotInMadeCIN(c.ID, "destroy"); err != nil {
-			return err
+	return s.cenBatch(ctx, ids, "destroy", graph.StateDefined, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
+		errs := make([]error, len(cs))
+		var batch []*netfab.CEN
+		var in []int
+		for i, c := range cs {
+			if errs[i] = s.checkNotInMadeCIN(c.ID, "destroy"); errs[i] == nil {
+				batch = append(batch, specs[i])
+				in = append(in, i)
+			}
 		}
-		return s.fab.Destroy(ctx, sp)
-	}, graph.StateDefined)
+		if err := s.fab.DestroyMany(ctx, batch); err != nil {
+			for _, i := range in {
+				errs[i] = err
+			}
+		}
+		return errs
+	})
 }
 
 // checkNotInMadeCIN fails with a conflict when a CEN is in a made CIN.
@@ -324,7 +340,7 @@ func (s *Service) checkNotInMadeCIN(cenID, op string) error {
 	})
 }
 
-func (s *Service) cenBatch(ctx context.Context, ids []string, op string, do func(*graph.CEN, *netfab.CEN) error, okState string) ([]Result, error) {
+func (s *Service) cenBatch(ctx context.Context, ids []string, op, okState string, do func([]*graph.CEN, []*netfab.CEN) []error) ([]Result, error) {
 	if err := validateIDs("CEN", ids); err != nil {
 		return nil, err
 	}
@@ -337,7 +353,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op string, do func
 	if err != nil {
 		return nil, err
 	}
-	if okState == graph.StateMade {
+	if op == "make" {
 		var need []*graph.Container
 		for _, c := range cs {
 			if cen.Plan(len(c.Members)) != graph.WiringNone {
@@ -350,10 +366,15 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op string, do func
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 	}
+	specs := make([]*netfab.CEN, len(cs))
+	for i, c := range cs {
+		specs[i] = spec(c, ctrs)
+	}
+	errs := do(cs, specs)
 	results := make([]Result, len(cs))
 	var failed []error
 	for i, c := range cs {
-		err := do(c, spec(c, ctrs))
+		err := errs[i]
 		results[i] = Result{CEN: c.ID, State: okState}
 		if err != nil {
 			results[i] = Result{CEN: c.ID, State: failedState(op, c.State), Error: err.Error()}

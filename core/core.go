@@ -26,6 +26,7 @@ import (
 type Fabric interface {
 	Apply(ctx context.Context, prev, next *netfab.CEN) error
 	Destroy(ctx context.Context, c *netfab.CEN) error
+	DestroyMany(ctx context.Context, cs []*netfab.CEN) error
 	Reconcile(ctx context.Context, desired []*netfab.CEN, namespaces []string) (netfab.ReconcileReport, error)
 	ApplyCIN(ctx context.Context, prev, next *netfab.CIN, dirty func(netfab.Address) bool) error
 	ReconcileCINs(ctx context.Context, desired []*netfab.CIN, namespaces []string) (netfab.ReconcileReport, error)

@@ -144,6 +144,20 @@ func (c *conn) addBridge(e end) error {
 	return c.exec(req)
 }
 
+// setGroup moves a link to another link group; one that is gone is not
+// an error.
+func (c *conn) setGroup(index int, g uint32) error {
+	req := c.request(unix.RTM_SETLINK, 0)
+	m := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	m.Index = int32(index)
+	req.AddData(m)
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(g)))
+	if err := c.exec(req); err != nil && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	return nil
+}
+
 // delGroup deletes every link of a group in one request: the kernel
 // unregisters them as one batch, waiting for one RCU grace period instead
 // of one per link. A group with no links is not an error.

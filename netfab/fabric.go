@@ -35,6 +35,15 @@ func OpenFabric(ctx context.Context, name string) (*Fabric, error) {
 	if err := CreateNetns(ctx, []string{path}, 1); err != nil {
 		return nil, fmt.Errorf("fabric namespace: %w", err)
 	}
+	// The fabric carries IPv4 between CENs; IPv6 on its hundreds of links
+	// would only cost addresses, DAD and MLD on every port created.
+	// These are the fabric namespace's own settings, not the host's.
+	if err := setSysctls(path, map[string]string{
+		"net/ipv6/conf/all/disable_ipv6":     "1",
+		"net/ipv6/conf/default/disable_ipv6": "1",
+	}); err != nil {
+		return nil, fmt.Errorf("fabric namespace: %w", err)
+	}
 	c, err := dial(path)
 	if err != nil {
 		return nil, fmt.Errorf("fabric namespace: %w", err)

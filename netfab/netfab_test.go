@@ -243,3 +243,43 @@ func TestReconcileRemovesLeftoversKeepsForeign(t *testing.T) {
 		}
 	}
 }
+
+func TestDestroyManyInOneBatch(t *testing.T) {
+	f := testFabric(t)
+	ns := testNamespaces(t, 9)
+	ctx := context.Background()
+	cs := []*CEN{
+		testCEN("m1", cen.GroupBase+1, ns[0:3]),
+		testCEN("m2", cen.GroupBase+2, ns[3:6]),
+		testCEN("m3", cen.GroupBase+3, ns[6:9]),
+		testCEN("mw", cen.GroupBase+4, ns[0:2]),
+	}
+	keep := testCEN("keep", cen.GroupBase+5, ns[2:5])
+	for _, c := range append(cs, keep) {
+		if err := f.Apply(ctx, nil, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.c.addBridge(end{Name: "foreign0", NsFd: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.DestroyMany(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	for name := range links(t, f.Path()) {
+		if name != "lo" && name != "foreign0" && name != keep.Name && links(t, f.Path())[name].Master != keep.Name {
+			t.Errorf("fabric still holds %q", name)
+		}
+	}
+	checkCEN(t, f, keep)
+	for _, p := range ns {
+		for name, l := range links(t, p) {
+			if l.Group != keep.Group && cen.IsOwnGroup(l.Group) {
+				t.Errorf("%s still holds %q", p, name)
+			}
+		}
+	}
+	if err := f.DestroyMany(ctx, cs); err != nil { // again: nothing to do
+		t.Fatal(err)
+	}
+}

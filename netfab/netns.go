@@ -162,3 +162,39 @@ func DeleteNetns(path string) error {
 	}
 	return nil
 }
+
+// inNetns runs fn on a thread moved into the namespace at path; the
+// thread is discarded afterwards, never returned to the runtime, so no
+// other goroutine can run in that namespace by accident.
+func inNetns(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open netns %s: %w", path, err)
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", path, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// setSysctls writes /proc/sys values in the namespace at path: values of
+// that namespace only, never the host's.
+func setSysctls(path string, kv map[string]string) error {
+	return inNetns(path, func() error {
+		for k, v := range kv {
+			if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
+				return fmt.Errorf("sysctl %s in %s: %w", k, path, err)
+			}
+		}
+		return nil
+	})
+}

@@ -28,6 +28,7 @@ var errRoutesOnly = errors.New("routesOnlyFabric exists only to list routes; it 
 
 func (routesOnlyFabric) Apply(context.Context, *netfab.CEN, *netfab.CEN) error { return errRoutesOnly }
 func (routesOnlyFabric) Destroy(context.Context, *netfab.CEN) error            { return errRoutesOnly }
+func (routesOnlyFabric) DestroyMany(context.Context, []*netfab.CEN) error      { return errRoutesOnly }
 func (routesOnlyFabric) Reconcile(context.Context, []*netfab.CEN, []string) (netfab.ReconcileReport, error) {
 	return netfab.ReconcileReport{}, errRoutesOnly
 }
