@@ -65,15 +65,23 @@ run ip -n "${prefix}c2" -br link
 echo "-- host namespace: nothing of leviathan's"
 ip -br link | grep -E 'lv~|cen[0-9]' || echo "(none)"
 
-say "It carries traffic: test addresses on cen1, then ping c1 -> c14"
-i=1
-for c in c1 c2 c13 c14; do
-	ip -n "$prefix$c" addr add "10.250.1.$i/24" dev cen1
-	i=$((i + 1))
-done
-run ip netns exec "${prefix}c1" ping -c 2 -W 1 10.250.1.4
+say "Lay IP over it: cin1 over cen1, cin2 over cen2 (the example CIN file)"
+run curl -s -d @examples/cin.json "$url/cin/import"; echo
+run curl -s -d '["cin1","cin2"]' "$url/cin/make"; echo
+run curl -s "$url/cin/cin1"; echo
+run ip -n "${prefix}c2" -4 -br addr
+run ip -n "${prefix}c2" route
 
-say "Destroy every CEN: one request per CEN to the kernel"
+say "It carries traffic: c1 reaches c14 in cin1, and nothing of cin2 (c4 is 10.11.0.10)"
+run ip netns exec "${prefix}c1" ping -c 2 -W 1 10.10.0.13
+if ip netns exec "${prefix}c1" ping -c 1 -W 1 10.11.0.10 >/dev/null 2>&1; then
+	echo "c1 reached cin2: isolation broken" >&2
+	exit 1
+fi
+echo "c1 -> 10.11.0.10 (cin2): unreachable, as it should be"
+run curl -s -d '["cin1","cin2"]' "$url/cin/destroy"; echo
+
+say "Destroy every CEN: all their links in one kernel request"
 run curl -s -d '["cen1","cen2","cen3","cen4","cen5"]' "$url/cen/destroy"; echo
 run ip -n "$fabric" -br link
 
