@@ -9,6 +9,7 @@ import (
 
 	"github.com/leviathan-net/leviathan/cen"
 	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/monitor"
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
@@ -382,7 +383,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op, okState string
 			s.log.Warn(op+" failed", "cen", c.ID, "err", err)
 		}
 	}
-	err = s.store.Update(func(tx graph.Tx) error {
+	err = s.commit(func(tx graph.Tx) error {
 		for i, c := range cs {
 			if results[i].Error != "" && op == "destroy" {
 				continue // the kernel may still hold it: keep the state it had
@@ -393,7 +394,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op, okState string
 			}
 		}
 		return nil
-	})
+	}, func() []monitor.Event { return resultEvents("cen", results) })
 	if err != nil {
 		return results, err
 	}

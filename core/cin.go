@@ -11,6 +11,7 @@ import (
 	"github.com/leviathan-net/leviathan/cen"
 	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/monitor"
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
@@ -496,8 +497,10 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op, okState string
 	}
 	defer unlock()
 	results := make([]Result, len(worlds))
+	before := make([][]addrEntry, len(worlds))
 	var failed []error
 	for i, w := range worlds {
+		before[i] = cinAddresses(w)
 		results[i] = Result{CIN: w.cin.ID, State: okState}
 		if err := do(w); err != nil {
 			results[i] = Result{CIN: w.cin.ID, State: failedState(op, w.cin.State), Error: err.Error()}
@@ -505,7 +508,7 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op, okState string
 			s.log.Warn(op+" failed", "cin", w.cin.ID, "err", err)
 		}
 	}
-	err = s.store.Update(func(tx graph.Tx) error {
+	err = s.commit(func(tx graph.Tx) error {
 		for i, w := range worlds {
 			if results[i].Error != "" && op == "destroy" {
 				continue
@@ -516,6 +519,12 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op, okState string
 			}
 		}
 		return nil
+	}, func() []monitor.Event {
+		var evs []monitor.Event
+		for i, w := range worlds {
+			evs = append(evs, addressEvents(w.cin.ID, before[i], cinAddresses(w))...)
+		}
+		return append(evs, resultEvents("cin", results)...)
 	})
 	if err != nil {
 		return results, err
@@ -534,10 +543,18 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 		return err
 	}
 	defer unlock()
-	if w := worlds[0]; w.cin.State == graph.StateMade {
+	w := worlds[0]
+	before := cinAddresses(w)
+	if w.cin.State == graph.StateMade {
 		if err := s.fab.ApplyCIN(ctx, cinSpec(w), nil, nil); err != nil {
 			return fmt.Errorf("delete CIN %s: %w", id, err)
 		}
 	}
-	return s.store.Update(func(tx graph.Tx) error { return graph.DeleteCIN(tx, id) })
+	return s.commit(func(tx graph.Tx) error { return graph.DeleteCIN(tx, id) }, func() []monitor.Event {
+		evs := addressEvents(id, before, nil)
+		if w.cin.State == graph.StateMade {
+			evs = append(evs, monitor.Event{Action: monitor.ActionCINDestroyed, Data: monitor.ObjectEvent{CIN: id, State: "deleted"}})
+		}
+		return evs
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/leviathan-net/leviathan/cen"
 	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/monitor"
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
@@ -43,7 +44,10 @@ type Options struct {
 	// CINPool is where CINs without a prefix of their own get one
 	// (cin.DefaultPool when zero).
 	CINPool cin.Pool
-	Log     *slog.Logger
+	// Bus receives an event for every committed change (a new bus when
+	// nil).
+	Bus *monitor.Bus
+	Log *slog.Logger
 }
 
 // Service implements the internal API.
@@ -56,6 +60,10 @@ type Service struct {
 	log      *slog.Logger
 	locks    keyedLocks
 	jobs     jobs
+	bus      *monitor.Bus
+	// evMu is held across each event-producing commit and its publish,
+	// and across CIN snapshots: see commit.
+	evMu sync.Mutex
 }
 
 // New returns a Service; call Reconcile before serving requests.
@@ -74,7 +82,11 @@ func New(o Options) (*Service, error) {
 	if !pool.Base.IsValid() {
 		pool = cin.DefaultPool
 	}
-	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, log: log}, nil
+	bus := o.Bus
+	if bus == nil {
+		bus = monitor.NewBus()
+	}
+	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, bus: bus, log: log}, nil
 }
 
 // HostID is the host this service serves.

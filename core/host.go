@@ -11,6 +11,7 @@ import (
 	"github.com/leviathan-net/leviathan/cen"
 	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/monitor"
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
@@ -277,11 +278,12 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 	nc := withMembers(c, next)
 
 	var ncin *graph.CIN // the CIN as it is after the change
+	var nw *cinWorld
 	if w != nil {
 		cp := *w.cin
 		cp.Subnets, cp.Addrs = maps.Clone(cp.Subnets), maps.Clone(cp.Addrs)
 		ncin = &cp
-		nw := &cinWorld{cin: ncin, cens: maps.Clone(w.cens), ctrs: maps.Clone(w.ctrs)}
+		nw = &cinWorld{cin: ncin, cens: maps.Clone(w.cens), ctrs: maps.Clone(w.ctrs)}
 		nw.cens[cenID] = nc
 		nw.ctrs[m] = ctrs[m]
 		if ncin.State == graph.StateMade {
@@ -298,7 +300,7 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		return v, true, err
 	}
 
-	err = s.store.Update(func(tx graph.Tx) error {
+	err = s.commit(func(tx graph.Tx) error {
 		if fresh != nil {
 			if err := graph.PutContainer(tx, fresh); err != nil {
 				return err
@@ -310,6 +312,16 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 			}
 		}
 		return graph.PutCEN(tx, nc)
+	}, func() []monitor.Event {
+		action := monitor.ActionContainerLeft
+		if add {
+			action = monitor.ActionContainerJoined
+		}
+		evs := []monitor.Event{{Action: action, Data: monitor.ObjectEvent{CEN: cenID, Host: m.Host, Container: m.Container}}}
+		if w != nil {
+			evs = append(evs, addressEvents(w.cin.ID, cinAddresses(w), cinAddresses(nw))...)
+		}
+		return evs
 	})
 	if err == nil && fresh != nil {
 		if err := s.ensureNetns(ctx, []*graph.Container{fresh}); err != nil {

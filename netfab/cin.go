@@ -217,6 +217,11 @@ func (f *Fabric) removeGateway(table int, g Gateway) error {
 	if err != nil || l == nil {
 		return err // no bridge: its address and routes went with it
 	}
+	// No rule sends the bridge's traffic to a CIN table any more: it must
+	// not be forwarded by the fabric's main table either.
+	if err := f.c.setForwarding(l.Attrs().Index, false); err != nil {
+		return fmt.Errorf("forwarding off on %q: %w", g.Bridge, err)
+	}
 	return f.c.delAddr(l.Attrs().Index, g.Addr)
 }
 
@@ -301,15 +306,28 @@ func (c *conn) ensureAddress(prefix netip.Prefix, a Address) error {
 		}
 	}
 	if a.DefaultRoute && a.Via.IsValid() {
-		r := &netlink.Route{LinkIndex: idx, Gw: a.Via.AsSlice(), Protocol: Proto}
-		err := c.h.RouteAdd(r)
-		if err != nil && !errors.Is(err, unix.EEXIST) {
+		// Only when the container has no default route of any metric:
+		// never replace or outrank its own.
+		have, err := c.h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		if err != nil {
 			return fmt.Errorf("default route: %w", err)
 		}
-		// EEXIST: a default route is there already, ours or the
-		// container's own; never replace it.
+		for _, h := range have {
+			if h.Dst == nil || h.Dst.IP.IsUnspecified() && isZeroMask(h.Dst.Mask) {
+				return nil
+			}
+		}
+		r := &netlink.Route{LinkIndex: idx, Gw: a.Via.AsSlice(), Protocol: Proto}
+		if err := c.h.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("default route: %w", err)
+		}
 	}
 	return nil
+}
+
+func isZeroMask(m net.IPMask) bool {
+	ones, _ := m.Size()
+	return ones == 0
 }
 
 // ensureRoute adds r, or replaces a route to the same destination that is

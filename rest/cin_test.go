@@ -83,6 +83,10 @@ func TestCINReadmeExample(t *testing.T) {
 	if len(out) != 0 {
 		t.Errorf("addresses left after cin destroy: %s", out)
 	}
+	out, _ = exec.Command("ip", "netns", "exec", e.prefix+"fabric", "sysctl", "-n", "net.ipv4.conf.cen1.forwarding").CombinedOutput()
+	if strings.TrimSpace(string(out)) != "0" {
+		t.Errorf("forwarding on the bridge after cin destroy: %q", out)
+	}
 	tr.do("POST", "/cen/destroy", `["cen1"]`)
 	tr.compare("cin_readme")
 }
@@ -228,11 +232,15 @@ func TestCINErrorsAndOptions(t *testing.T) {
 	if out, _ := exec.Command("ip", "-n", e.prefix+"q1", "route", "show", "default").CombinedOutput(); len(out) != 0 {
 		t.Errorf("default route left after destroy: %q", out)
 	}
-	ktest.IP(t, "-n", e.prefix+"q2", "addr", "add", "192.0.2.2/24", "dev", "q")
-	ktest.IP(t, "-n", e.prefix+"q2", "route", "add", "default", "via", "192.0.2.1")
+	for i, c := range []string{"q2", "q3"} {
+		ktest.IP(t, "-n", e.prefix+c, "addr", "add", fmt.Sprintf("192.0.2.%d/24", i+2), "dev", "q")
+		ktest.IP(t, "-n", e.prefix+c, "route", "add", "default", "via", "192.0.2.1", "metric", fmt.Sprint(i*100))
+	}
 	e.must(200, "POST", "/cin/make", `["dr"]`, nil)
-	if out, _ := exec.Command("ip", "-n", e.prefix+"q2", "route", "show", "default").CombinedOutput(); !strings.Contains(string(out), "via 192.0.2.1") || strings.Contains(string(out), "10.10.0.1") {
-		t.Errorf("q2's own default route replaced: %q", out)
+	for _, c := range []string{"q2", "q3"} {
+		if out, _ := exec.Command("ip", "-n", e.prefix+c, "route", "show", "default").CombinedOutput(); !strings.Contains(string(out), "via 192.0.2.1") || strings.Contains(string(out), "10.10.0.1") {
+			t.Errorf("%s's own default route replaced or outranked: %q", c, out)
+		}
 	}
 	var dr core.CINView
 	e.must(200, "GET", "/cin/dr", "", &dr)

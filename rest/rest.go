@@ -22,6 +22,7 @@ import (
 
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/monitor"
 )
 
 // Version is leviathan's version, as GET /v2/version reports it.
@@ -37,7 +38,12 @@ type Options struct {
 	Auth string
 	// MaxBody caps request bodies (DefaultMaxBody when 0).
 	MaxBody int64
-	Log     *slog.Logger
+	// MonitorPing is how often idle monitor and notification streams
+	// are pinged (monitor's default when 0); MonitorQueue bounds each
+	// client's undelivered events (monitor's default when 0).
+	MonitorPing  time.Duration
+	MonitorQueue int
+	Log          *slog.Logger
 }
 
 // Server serves the API.
@@ -50,6 +56,7 @@ type Server struct {
 	opCtx  context.Context
 	engine *gin.Engine
 	routes []Route
+	mon    *monitor.Server
 }
 
 // Route is one registered method and path (in gin's :param form).
@@ -89,8 +96,25 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 		writeError(c, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", c.Request.Method, c.Request.URL.Path), nil)
 	})
 	s.engine = e
+	s.mon = monitor.NewServer(svc.Bus(), svc, o.Log)
+	if o.MonitorPing > 0 {
+		s.mon.PingEvery = o.MonitorPing
+	}
+	if o.MonitorQueue > 0 {
+		s.mon.QueueLen = o.MonitorQueue
+	}
 	s.leviathanRoutes()
+	s.stream(http.MethodGet, "/leviathan/monitor", s.mon.ServeMonitor)
+	s.stream(http.MethodGet, "/v2/notifications", s.mon.ServeNotifications)
+	s.stream(http.MethodGet, "/v2/notifications/ws", s.mon.ServeNotificationsWS)
 	return s
+}
+
+// stream registers a long-lived handler (websocket or streaming), served
+// as it is behind the same middleware (auth included).
+func (s *Server) stream(method, path string, h http.HandlerFunc) {
+	s.routes = append(s.routes, Route{method, path})
+	s.engine.Handle(method, path, gin.WrapF(h))
 }
 
 // ServeHTTP implements http.Handler.

@@ -104,6 +104,9 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		if pool, err = cin.NewPool(base, cfg.cinLen); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
+		if cfg.cinPool == "" && pool.Len >= 16 {
+			pool.First = 10 << (pool.Len - 16) // still from 10.10.0.0 up
+		}
 	}
 	svc, err := core.New(core.Options{
 		CINPool:  pool,

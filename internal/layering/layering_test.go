@@ -19,6 +19,7 @@ var owners = map[string]string{
 	"github.com/vishvananda/":                           "netfab",
 	"github.com/docker/docker":                          "cpool",
 	"github.com/gin-gonic/gin":                          "rest",
+	"github.com/coder/websocket":                        "monitor",
 	"go.etcd.io/bbolt":                                  "graph",
 	"github.com/leviathan-net/leviathan/internal/ktest": "", // tests only
 }

@@ -1,0 +1,39 @@
+package monitor
+
+import "testing"
+
+func TestBusDropsOnlyTheSlowSubscriber(t *testing.T) {
+	b := NewBus()
+	slow, _ := b.Subscribe(2)
+	fast, seq0 := b.Subscribe(100)
+	for i := range 10 {
+		b.Publish(Event{Action: "x", Data: i})
+	}
+	select {
+	case <-slow.Done:
+	default:
+		t.Fatal("a subscriber with a full queue was not dropped")
+	}
+	select {
+	case <-fast.Done:
+		t.Fatal("a subscriber that keeps up was dropped")
+	default:
+	}
+	for i := range 10 {
+		e := <-fast.C
+		if e.Seq != seq0+uint64(i)+1 || e.Data != i {
+			t.Fatalf("event %d: %+v", i, e)
+		}
+	}
+	if n := b.Subscribers(); n != 1 {
+		t.Errorf("%d subscribers, want 1", n)
+	}
+	fast.Close()
+	fast.Close() // twice is harmless
+	if n := b.Subscribers(); n != 0 {
+		t.Errorf("%d subscribers after Close, want 0", n)
+	}
+	if _, seq := b.Subscribe(1); seq != 10 {
+		t.Errorf("Subscribe seq = %d, want 10", seq)
+	}
+}

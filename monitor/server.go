@@ -1,0 +1,356 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Source is what the monitor reads state from.
+type Source interface {
+	// CINMembers returns a CIN's members with their addresses and the
+	// bus sequence number that state is consistent with; an error when
+	// there is no such CIN.
+	CINMembers(cinID string) (members []Member, seq uint64, err error)
+}
+
+// Server serves the monitor protocol and the notification streams.
+type Server struct {
+	bus *Bus
+	src Source
+	log *slog.Logger
+	// QueueLen bounds each client's queue of undelivered events.
+	QueueLen int
+	// PingEvery is how often idle streams get a ping and websockets a
+	// ping frame.
+	PingEvery time.Duration
+	// WriteTimeout bounds one write to a client.
+	WriteTimeout time.Duration
+	nextID       atomic.Uint64
+}
+
+// NewServer returns a Server with default limits.
+func NewServer(bus *Bus, src Source, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{bus: bus, src: src, log: log, QueueLen: 1024, PingEvery: 10 * time.Second, WriteTimeout: 10 * time.Second}
+}
+
+// request is a client's message on /leviathan/monitor.
+type request struct {
+	Type       string          `json:"type"`
+	Sequence   json.RawMessage `json:"sequence"`
+	Monitor    string          `json:"monitor"`
+	MonitorID  string          `json:"monitorID"`
+	Parameters *struct {
+		CINID        string  `json:"cinID"`
+		ContainerTag *string `json:"container_tag"`
+	} `json:"parameters"`
+}
+
+type reply struct {
+	Type     string          `json:"type"`
+	Sequence json.RawMessage `json:"sequence,omitempty"`
+	Response any             `json:"response"`
+}
+
+type startResponse struct {
+	MonitorID string   `json:"monitorID"`
+	State     []Member `json:"state"`
+}
+
+type stopResponse struct {
+	MonitorID string `json:"monitorID"`
+}
+
+type errorResponse struct {
+	Message string `json:"message"`
+}
+
+type eventMessage struct {
+	Type      string   `json:"type"`
+	MonitorID string   `json:"monitorID"`
+	Event     string   `json:"event"`
+	Message   []Member `json:"message"`
+}
+
+// mon is one started monitor.
+type mon struct {
+	id    string
+	cin   string
+	tag   *string
+	since uint64 // events up to this number are in the state it started with
+}
+
+func (m *mon) filter(ms []Member) []Member {
+	if m.tag == nil {
+		return ms
+	}
+	var out []Member
+	for _, x := range ms {
+		if x.Tag != nil && *x.Tag == *m.tag {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// accept upgrades to a websocket. The library checks the Origin: a
+// browser page from another origin is refused; clients that send no
+// Origin (not browsers) are let in.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request) (*websocket.Conn, bool) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		s.log.Debug("websocket refused", "err", err)
+		return nil, false
+	}
+	c.SetReadLimit(1 << 16)
+	return c, true
+}
+
+// keepalive pings the peer until ctx ends, closing the connection when a
+// ping goes unanswered.
+func (s *Server) keepalive(ctx context.Context, c *websocket.Conn) {
+	t := time.NewTicker(s.PingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, s.PingEvery)
+			err := c.Ping(pctx)
+			cancel()
+			if err != nil {
+				c.Close(websocket.StatusGoingAway, "ping timeout")
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) write(ctx context.Context, c *websocket.Conn, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
+	defer cancel()
+	return c.Write(wctx, websocket.MessageText, b)
+}
+
+// ServeMonitor serves /leviathan/monitor: the leviathan monitor protocol
+// with several monitors per connection, delete events and stop.
+func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.accept(w, r)
+	if !ok {
+		return
+	}
+	defer c.CloseNow()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	sub, _ := s.bus.Subscribe(s.QueueLen)
+	defer sub.Close()
+	go s.keepalive(ctx, c)
+
+	// The reader only parses; the writer loop below owns the monitors,
+	// so a start's response always goes out before its first event.
+	reqs := make(chan request, 16)
+	go func() {
+		defer cancel()
+		defer close(reqs)
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			var req request
+			if err := json.Unmarshal(b, &req); err != nil {
+				req = request{Type: "malformed", Monitor: err.Error()}
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	mons := map[string]*mon{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.Done:
+			c.Close(websocket.StatusPolicyViolation, "too slow: event queue full")
+			return
+		case req, ok := <-reqs:
+			if !ok {
+				return
+			}
+			if err := s.write(ctx, c, s.handle(mons, req)); err != nil {
+				return
+			}
+		case e := <-sub.C:
+			ca, ok := e.Data.(CINAddresses)
+			if !ok {
+				continue
+			}
+			kind := "create"
+			if e.Action == ActionCINAddressDelete {
+				kind = "delete"
+			}
+			for _, m := range mons {
+				if m.cin != ca.CIN || e.Seq <= m.since {
+					continue
+				}
+				if ms := m.filter(ca.Members); len(ms) > 0 {
+					if err := s.write(ctx, c, eventMessage{Type: "event", MonitorID: m.id, Event: kind, Message: ms}); err != nil {
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+func errReply(seq json.RawMessage, format string, args ...any) reply {
+	return reply{Type: "error", Sequence: seq, Response: errorResponse{Message: fmt.Sprintf(format, args...)}}
+}
+
+// handle answers one request, starting or stopping monitors.
+func (s *Server) handle(mons map[string]*mon, req request) reply {
+	switch req.Type {
+	case "malformed":
+		return errReply(nil, "malformed JSON: %s", req.Monitor)
+	case "start":
+		if req.Monitor != "CIN" {
+			return errReply(req.Sequence, `unknown monitor %q: want "CIN"`, req.Monitor)
+		}
+		if req.Parameters == nil || req.Parameters.CINID == "" {
+			return errReply(req.Sequence, "start: parameters.cinID is missing")
+		}
+		id := req.MonitorID
+		if id != "" && mons[id] == nil {
+			return errReply(req.Sequence, "no monitor %q to replace", id)
+		}
+		members, seq, err := s.src.CINMembers(req.Parameters.CINID)
+		if err != nil {
+			return errReply(req.Sequence, "%v", err)
+		}
+		if id == "" {
+			id = strconv.FormatUint(s.nextID.Add(1), 10)
+		}
+		m := &mon{id: id, cin: req.Parameters.CINID, tag: req.Parameters.ContainerTag, since: seq}
+		mons[id] = m
+		state := m.filter(members)
+		if state == nil {
+			state = []Member{}
+		}
+		return reply{Type: "response", Sequence: req.Sequence, Response: startResponse{MonitorID: id, State: state}}
+	case "stop":
+		if req.MonitorID == "" {
+			return errReply(req.Sequence, "stop: monitorID is missing")
+		}
+		if mons[req.MonitorID] == nil {
+			return errReply(req.Sequence, "no monitor %q", req.MonitorID)
+		}
+		delete(mons, req.MonitorID)
+		return reply{Type: "response", Sequence: req.Sequence, Response: stopResponse{MonitorID: req.MonitorID}}
+	case "":
+		return errReply(req.Sequence, "type is missing")
+	}
+	return errReply(req.Sequence, `unknown type %q: want "start" or "stop"`, req.Type)
+}
+
+// notification is one object of the notification streams.
+type notification struct {
+	Action string `json:"action"`
+	Event  any    `json:"event"`
+}
+
+// ServeNotifications serves /v2/notifications: one JSON object per line
+// per event, and a ping when idle, until the client goes away.
+func (s *Server) ServeNotifications(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	sub, _ := s.bus.Subscribe(s.QueueLen)
+	defer sub.Close()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	send := func(n notification) bool {
+		rc.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+		if enc.Encode(n) != nil {
+			return false
+		}
+		flusher.Flush()
+		return true
+	}
+	idle := time.NewTimer(s.PingEvery)
+	defer idle.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-sub.Done:
+			return
+		case <-idle.C:
+			if !send(notification{Action: ActionPing, Event: PingEvent{Time: time.Now().UTC()}}) {
+				return
+			}
+		case e := <-sub.C:
+			if !send(notification{Action: e.Action, Event: e.Data}) {
+				return
+			}
+		}
+		idle.Reset(s.PingEvery)
+	}
+}
+
+// ServeNotificationsWS serves /v2/notifications/ws: the same objects as
+// websocket text messages.
+func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.accept(w, r)
+	if !ok {
+		return
+	}
+	defer c.CloseNow()
+	ctx := c.CloseRead(context.WithoutCancel(r.Context())) // the client only listens
+	sub, _ := s.bus.Subscribe(s.QueueLen)
+	defer sub.Close()
+	idle := time.NewTimer(s.PingEvery)
+	defer idle.Stop()
+	for {
+		var n notification
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.Done:
+			c.Close(websocket.StatusPolicyViolation, "too slow: event queue full")
+			return
+		case <-idle.C:
+			n = notification{Action: ActionPing, Event: PingEvent{Time: time.Now().UTC()}}
+		case e := <-sub.C:
+			n = notification{Action: e.Action, Event: e.Data}
+		}
+		if err := s.write(ctx, c, n); err != nil {
+			return
+		}
+		idle.Reset(s.PingEvery)
+	}
+}
