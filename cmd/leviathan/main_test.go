@@ -19,8 +19,8 @@ import (
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
-// daemon is the real binary serving on a unix socket.
-type daemon struct {
+// proc is the real binary serving on a unix socket.
+type proc struct {
 	t      *testing.T
 	bin    string
 	args   []string
@@ -30,7 +30,7 @@ type daemon struct {
 	log    *strings.Builder
 }
 
-func (d *daemon) start() {
+func (d *proc) start() {
 	d.t.Helper()
 	d.log = &strings.Builder{}
 	d.cmd = exec.Command(d.bin, append([]string{"serve"}, d.args...)...)
@@ -53,7 +53,7 @@ func (d *daemon) start() {
 	}
 }
 
-func (d *daemon) do(method, path, body string, out any) int {
+func (d *proc) do(method, path, body string, out any) int {
 	d.t.Helper()
 	req, _ := http.NewRequest(method, "http://leviathan"+path, strings.NewReader(body))
 	resp, err := d.client.Do(req)
@@ -80,7 +80,7 @@ func TestDaemonSurvivesKill9(t *testing.T) {
 	prefix := ktest.Prefix(t)
 	fabric := prefix + "fabric"
 	sock := filepath.Join(dir, "api.sock")
-	d := &daemon{
+	d := &proc{
 		t:    t,
 		bin:  bin,
 		sock: sock,

@@ -15,9 +15,8 @@ import (
 	"time"
 
 	"github.com/leviathan-net/leviathan/cin"
-	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
-	"github.com/leviathan-net/leviathan/netfab"
+	"github.com/leviathan-net/leviathan/internal/daemon"
 	"github.com/leviathan-net/leviathan/rest"
 )
 
@@ -80,27 +79,16 @@ func serve(ctx context.Context, args []string) error {
 }
 
 func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	if err := graph.ValidateID("host", cfg.hostID); err != nil {
-		return fmt.Errorf("serve: --host-id: %w", err)
-	}
-	store, err := graph.OpenBolt(cfg.stateDir)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	fab, err := netfab.OpenFabric(ctx, cfg.fabricNetns)
-	if err != nil {
-		return err
-	}
-	defer fab.Close()
 	pool := cin.DefaultPool
 	if cfg.cinPool != "" || cfg.cinLen != 0 {
 		base := pool.Base
 		if cfg.cinPool != "" {
+			var err error
 			if base, err = netip.ParsePrefix(cfg.cinPool); err != nil {
 				return fmt.Errorf("serve: --cin-pool: %w", err)
 			}
 		}
+		var err error
 		if pool, err = cin.NewPool(base, cfg.cinLen); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
@@ -108,28 +96,31 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			pool.First = 10 << (pool.Len - 16) // still from 10.10.0.0 up
 		}
 	}
-	svc, err := core.New(core.Options{
-		CINPool:  pool,
-		HostID:   cfg.hostID,
-		Store:    store,
-		Fabric:   fab,
-		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: cfg.netnsPrefix, Fabric: cfg.fabricNetns}},
-		Log:      log,
+	if err := graph.ValidateID("host", cfg.hostID); err != nil {
+		return fmt.Errorf("serve: --host-id: %w", err)
+	}
+	start := time.Now()
+	d, err := daemon.Open(ctx, daemon.Config{
+		StateDir:    cfg.stateDir,
+		HostID:      cfg.hostID,
+		FabricNetns: cfg.fabricNetns,
+		NetnsPrefix: cfg.netnsPrefix,
+		CINPool:     pool,
+		Rest:        rest.Options{Auth: cfg.auth},
+		Log:         log,
 	})
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	if err := svc.Reconcile(ctx); err != nil {
-		return fmt.Errorf("reconcile: %w", err)
-	}
+	defer d.Close()
 	log.Info("reconcile done", "took", time.Since(start).Round(time.Millisecond))
-
-	opCtx, cancelOps := context.WithCancel(context.Background())
-	defer cancelOps()
-	api := rest.New(opCtx, svc, rest.Options{Auth: cfg.auth, Log: log})
+	// Requests see a context that ends at shutdown, so streams
+	// (/v2/notifications) end instead of holding shutdown up.
+	baseCtx, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
 	srv := &http.Server{
-		Handler:           api,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		Handler:           d.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -186,11 +177,10 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	endStreams()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
-	cancelOps()
-	svc.Wait()
 	wg.Wait()
 	if cfg.socket != "" {
 		os.Remove(cfg.socket)

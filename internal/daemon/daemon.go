@@ -1,0 +1,103 @@
+// Package daemon assembles leviathan as "leviathan serve" runs it: the
+// embedded store, the fabric namespace, the netns runtime, the internal
+// API reconciled with the kernel, and the HTTP API in front of it. The
+// binary and the benchmarks share it, so what is measured is what runs.
+//
+// Threading: a Daemon is safe for concurrent use; Close must be called
+// once, after the HTTP servers in front of Handler have stopped.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/leviathan-net/leviathan/cin"
+	"github.com/leviathan-net/leviathan/core"
+	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/netfab"
+	"github.com/leviathan-net/leviathan/rest"
+)
+
+// Config is what "leviathan serve" takes.
+type Config struct {
+	StateDir    string
+	HostID      string
+	FabricNetns string
+	NetnsPrefix string
+	CINPool     cin.Pool // cin.DefaultPool when zero
+	Rest        rest.Options
+	Log         *slog.Logger
+}
+
+// Daemon is an assembled leviathan.
+type Daemon struct {
+	Store   *graph.BoltStore
+	Fabric  *netfab.Fabric
+	Service *core.Service
+	// Handler serves the API.
+	Handler http.Handler
+	cancel  context.CancelFunc
+}
+
+// Open assembles and reconciles a daemon. ctx bounds the reconcile only.
+func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := graph.ValidateID("host", cfg.HostID); err != nil {
+		return nil, fmt.Errorf("host ID: %w", err)
+	}
+	d = &Daemon{}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.Store, err = graph.OpenBolt(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if d.Fabric, err = netfab.OpenFabric(ctx, cfg.FabricNetns); err != nil {
+		return nil, err
+	}
+	d.Service, err = core.New(core.Options{
+		HostID:   cfg.HostID,
+		Store:    d.Store,
+		Fabric:   d.Fabric,
+		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: cfg.NetnsPrefix, Fabric: cfg.FabricNetns}},
+		CINPool:  cfg.CINPool,
+		Log:      cfg.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Service.Reconcile(ctx); err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
+	// Changes and jobs run under the daemon's lifetime, not a request's.
+	opCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	if cfg.Rest.Log == nil {
+		cfg.Rest.Log = cfg.Log
+	}
+	d.Handler = rest.New(opCtx, d.Service, cfg.Rest)
+	return d, nil
+}
+
+// Close cancels kernel work under way, waits for background jobs, and
+// releases the fabric's sockets and the store. Kernel state stays.
+func (d *Daemon) Close() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	if d.Service != nil {
+		d.Service.Wait()
+	}
+	if d.Fabric != nil {
+		d.Fabric.Close()
+	}
+	if d.Store != nil {
+		d.Store.Close()
+	}
+}
