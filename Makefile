@@ -20,8 +20,9 @@ test: deps ## vet, format check and every test (kernel tests need root)
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) test -count=1 -timeout 20m ./...
 
-bench: deps ## the speed benchmark against the one-ip-process-per-operation baseline (root)
+bench: deps ## CEN/CIN speed against one ip process per operation; monitor fan-out latency (root)
 	$(GO) run ./bench
+	$(GO) run ./bench/monitor
 
 lint: ## gofmt, go vet, staticcheck and a tidy go.mod
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }

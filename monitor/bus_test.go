@@ -1,6 +1,10 @@
 package monitor
 
-import "testing"
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
 
 func TestBusDropsOnlyTheSlowSubscriber(t *testing.T) {
 	b := NewBus()
@@ -35,5 +39,25 @@ func TestBusDropsOnlyTheSlowSubscriber(t *testing.T) {
 	}
 	if _, seq := b.Subscribe(1); seq != 10 {
 		t.Errorf("Subscribe seq = %d, want 10", seq)
+	}
+}
+
+func TestEventJSON(t *testing.T) {
+	tag := `we"b`
+	ms := []Member{{Container: "c1", IP: "10.10.0.10"}, {Container: "c\u00e92\x01\\", IP: "10.10.0.11", Tag: &tag}}
+	for _, kind := range []string{"create", "delete"} {
+		want, err := json.Marshal(eventMessage{Type: "event", MonitorID: "7\"x", Event: kind, Message: ms})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := eventJSON("7\"x", kind, ms)
+		var a, b any
+		if err := json.Unmarshal(got, &a); err != nil {
+			t.Fatalf("invalid JSON %s: %v", got, err)
+		}
+		json.Unmarshal(want, &b)
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("eventJSON = %s, want %s", got, want)
+		}
 	}
 }

@@ -142,9 +142,7 @@ func (s *Server) write(ctx context.Context, c *websocket.Conn, v any) error {
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
-	defer cancel()
-	return c.Write(wctx, websocket.MessageText, b)
+	return s.writeRaw(ctx, c, b)
 }
 
 // ServeMonitor serves /leviathan/monitor: the leviathan monitor protocol
@@ -213,13 +211,65 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 					continue
 				}
 				if ms := m.filter(ca.Members); len(ms) > 0 {
-					if err := s.write(ctx, c, eventMessage{Type: "event", MonitorID: m.id, Event: kind, Message: ms}); err != nil {
+					if err := s.writeRaw(ctx, c, eventJSON(m.id, kind, ms)); err != nil {
 						return
 					}
 				}
 			}
 		}
 	}
+}
+
+// eventJSON encodes an event message. It is on the fan-out's hot path
+// (once per event per monitor), so it is spliced by hand rather than
+// built through reflection; TestEventJSON keeps it equal to eventMessage.
+func eventJSON(id, kind string, ms []Member) []byte {
+	b := make([]byte, 0, 64+len(ms)*64)
+	b = append(b, `{"type":"event","monitorID":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"event":"`...)
+	b = append(b, kind...)
+	b = append(b, `","message":[`...)
+	for i, m := range ms {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"containerID":`...)
+		b = appendJSONString(b, m.Container)
+		b = append(b, `,"ipaddress":`...)
+		b = appendJSONString(b, m.IP)
+		b = append(b, `,"tag":`...)
+		if m.Tag == nil {
+			b = append(b, "null"...)
+		} else {
+			b = appendJSONString(b, *m.Tag)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+func (s *Server) writeRaw(ctx context.Context, c *websocket.Conn, b []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
+	defer cancel()
+	return c.Write(wctx, websocket.MessageText, b)
 }
 
 func errReply(seq json.RawMessage, format string, args ...any) reply {
