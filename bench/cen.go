@@ -28,6 +28,7 @@ func cenPhase() phase {
 type (
 	resultJSON struct {
 		CEN   string `json:"cenID"`
+		CIN   string `json:"cinID"`
 		State string `json:"state"`
 		Error string `json:"error"`
 	}

@@ -13,9 +13,11 @@
 // out, also on failure or Ctrl-C. It never touches a namespace it did not
 // create.
 //
-// The work is organized as phases (CENs now): each system builds the
-// phases in order, then tears them down in reverse, and each make and
-// destroy is timed. Adding the CIN benchmark is adding a phase.
+// The work is organized as phases: CENs (every member on a bridge), then
+// CINs (the CENs grouped 10 by 10 into IP networks, every member
+// addressed, leviathan's addressing plan). Each system builds the phases
+// in order, then tears them down in reverse, and each make and destroy is
+// timed.
 //
 // It measures; it does not assert: the exit status is 0 whether targets are
 // met or missed, and non-zero only when something failed (a non-2xx
@@ -34,6 +36,8 @@ import (
 	"runtime/pprof"
 	"syscall"
 	"time"
+
+	"github.com/leviathan-net/leviathan/cin"
 )
 
 func main() {
@@ -75,6 +79,12 @@ func run(ctx context.Context, args []string) (err error) {
 	if cfg.cens < 1 || cfg.per < 3 {
 		return errors.New("-cens must be at least 1 and -per at least 3 (a CEN of 2 is a wire, not a bridge)")
 	}
+	if limit := cin.Capacity(cfg.cinSubnet(0)); cfg.per > limit {
+		return fmt.Errorf("-per must be at most %d: a CEN's subnet in a CIN holds that many members", limit)
+	}
+	if limit := cin.DefaultPool.Size() * censPerCIN; cfg.cens > limit {
+		return fmt.Errorf("-cens must be at most %d: the CIN pool holds %d CINs of %d CENs", limit, cin.DefaultPool.Size(), censPerCIN)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
@@ -93,8 +103,8 @@ func run(ctx context.Context, args []string) (err error) {
 	}()
 
 	rep := newReport(cfg)
-	fmt.Printf("leviathan benchmark: %d CENs of %d members (%d containers), %d CPUs\n\n",
-		cfg.cens, cfg.per, cfg.members(), runtime.NumCPU())
+	fmt.Printf("leviathan benchmark: %d CENs of %d members (%d containers) in %d CINs of up to %d CENs, %d CPUs\n\n",
+		cfg.cens, cfg.per, cfg.members(), cfg.cins(), censPerCIN, runtime.NumCPU())
 
 	systems := []func(context.Context, *cleanup) (*system, error){
 		func(ctx context.Context, cl *cleanup) (*system, error) {

@@ -43,9 +43,9 @@ func (l layout) spots() [][2]int {
 	return out
 }
 
-// A phase is one layer of the network each system builds: CENs now; CINs,
-// which address CENs, can follow as the next layer. Systems build phases
-// in this order and tear them down in reverse.
+// A phase is one layer of the network each system builds: CENs, then
+// CINs, which address the CENs' members. Systems build phases in this
+// order and tear them down in reverse (CINs before the CENs they use).
 type phase struct {
 	name string
 	// members is how many members the phase's operations serve, for the
@@ -58,7 +58,7 @@ type phase struct {
 	shell     func(layout, *shellEnv) stage
 }
 
-var phases = []phase{cenPhase()}
+var phases = []phase{cenPhase(), cinPhase()}
 
 // stage is one phase on one system. make and destroy are timed, and may
 // split their time into parts (import, make; or kind of command); the

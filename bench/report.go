@@ -207,10 +207,12 @@ func (r *report) writeJSON(path string) error {
 		Time    time.Time `json:"time"`
 		CENs    int       `json:"cens"`
 		Per     int       `json:"members_per_cen"`
+		CINs    int       `json:"cins"`
+		CENsPer int       `json:"cens_per_cin"`
 		CPUs    int       `json:"cpus"`
 		Kernel  string    `json:"kernel"`
 		Results []row     `json:"results"`
-	}{time.Now().UTC(), r.cfg.cens, r.cfg.per, runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), r.rows()}
+	}{time.Now().UTC(), r.cfg.cens, r.cfg.per, r.cfg.cins(), censPerCIN, runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), r.rows()}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return err
