@@ -51,22 +51,15 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(rep.Failed) > 0 {
-		if err := s.store.Update(func(tx graph.Tx) error {
-			for id, ferr := range rep.Failed {
-				c, err := graph.GetCEN(tx, id)
-				if err != nil {
-					return err
-				}
-				c.State, c.Error = graph.StateFailed, "reconcile: "+ferr.Error()
-				if err := graph.PutCEN(tx, c); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+	if err := s.markFailed(rep.Failed, func(tx graph.Tx, id, why string) error {
+		c, err := graph.GetCEN(tx, id)
+		if err != nil {
 			return err
 		}
+		c.State, c.Error = graph.StateFailed, why
+		return graph.PutCEN(tx, c)
+	}); err != nil {
+		return err
 	}
 	s.log.Info("reconciled CENs", "made_cens", len(desired), "containers", len(local), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
 	for id, ferr := range rep.Failed {
@@ -101,26 +94,35 @@ func (s *Service) reconcileCINs(ctx context.Context, namespaces []string) error 
 	if err != nil {
 		return err
 	}
-	if len(rep.Failed) > 0 {
-		if err := s.store.Update(func(tx graph.Tx) error {
-			for id, ferr := range rep.Failed {
-				c, err := graph.GetCIN(tx, id)
-				if err != nil {
-					return err
-				}
-				c.State, c.Error = graph.StateFailed, "reconcile: "+ferr.Error()
-				if err := graph.PutCIN(tx, c); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+	if err := s.markFailed(rep.Failed, func(tx graph.Tx, id, why string) error {
+		c, err := graph.GetCIN(tx, id)
+		if err != nil {
 			return err
 		}
+		c.State, c.Error = graph.StateFailed, why
+		return graph.PutCIN(tx, c)
+	}); err != nil {
+		return err
 	}
 	s.log.Info("reconciled CINs", "made_cins", len(desired), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
 	for id, ferr := range rep.Failed {
 		s.log.Warn("reconcile: CIN not realized", "cin", id, "err", ferr)
 	}
 	return nil
+}
+
+// markFailed records, in one transaction, why objects could not be
+// realized again.
+func (s *Service) markFailed(failed map[string]error, mark func(tx graph.Tx, id, why string) error) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	return s.store.Update(func(tx graph.Tx) error {
+		for id, err := range failed {
+			if err := mark(tx, id, "reconcile: "+err.Error()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
