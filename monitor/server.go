@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -137,12 +139,31 @@ func (s *Server) keepalive(ctx context.Context, c *websocket.Conn) {
 	}
 }
 
-func (s *Server) write(ctx context.Context, c *websocket.Conn, v any) error {
+// write sends one message. Writes carry no deadline of their own (a
+// deadline costs a timer per message on the fan-out's hot path): a write
+// stuck on a client that stopped reading is ended by guard, which closes
+// the connection once the bus drops the client or the connection ends.
+func (s *Server) write(c *websocket.Conn, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return s.writeRaw(ctx, c, b)
+	return s.writeRaw(c, b)
+}
+
+func (s *Server) writeRaw(c *websocket.Conn, b []byte) error {
+	return c.Write(context.Background(), websocket.MessageText, b)
+}
+
+// guard closes the connection when the bus drops its subscriber (with a
+// close reason) or when ctx ends, so that no write stays blocked.
+func guard(ctx context.Context, c *websocket.Conn, sub *Sub) {
+	select {
+	case <-sub.Done:
+		c.Close(websocket.StatusPolicyViolation, "too slow: event queue full")
+	case <-ctx.Done():
+		c.CloseNow()
+	}
 }
 
 // ServeMonitor serves /leviathan/monitor: the leviathan monitor protocol
@@ -158,6 +179,7 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 	sub, _ := s.bus.Subscribe(s.QueueLen)
 	defer sub.Close()
 	go s.keepalive(ctx, c)
+	go guard(ctx, c, sub)
 
 	// The reader only parses; the writer loop below owns the monitors,
 	// so a start's response always goes out before its first event.
@@ -194,7 +216,7 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			if err := s.write(ctx, c, s.handle(mons, req)); err != nil {
+			if err := s.write(c, s.handle(mons, req)); err != nil {
 				return
 			}
 		case e := <-sub.C:
@@ -206,12 +228,13 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 			if e.Action == ActionCINAddressDelete {
 				kind = "delete"
 			}
-			for _, m := range mons {
+			for _, id := range slices.Sorted(maps.Keys(mons)) { // in a stable order
+				m := mons[id]
 				if m.cin != ca.CIN || e.Seq <= m.since {
 					continue
 				}
 				if ms := m.filter(ca.Members); len(ms) > 0 {
-					if err := s.writeRaw(ctx, c, eventJSON(m.id, kind, ms)); err != nil {
+					if err := s.writeRaw(c, eventJSON(m.id, kind, ms)); err != nil {
 						return
 					}
 				}
@@ -264,12 +287,6 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
-}
-
-func (s *Server) writeRaw(ctx context.Context, c *websocket.Conn, b []byte) error {
-	wctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
-	defer cancel()
-	return c.Write(wctx, websocket.MessageText, b)
 }
 
 func errReply(seq json.RawMessage, format string, args ...any) reply {
@@ -380,9 +397,11 @@ func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.CloseNow()
-	ctx := c.CloseRead(context.WithoutCancel(r.Context())) // the client only listens
+	ctx, cancel := context.WithCancel(c.CloseRead(context.WithoutCancel(r.Context()))) // the client only listens
+	defer cancel()
 	sub, _ := s.bus.Subscribe(s.QueueLen)
 	defer sub.Close()
+	go guard(ctx, c, sub)
 	idle := time.NewTimer(s.PingEvery)
 	defer idle.Stop()
 	for {
@@ -398,7 +417,7 @@ func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
 		case e := <-sub.C:
 			n = notification{Action: e.Action, Event: e.Data}
 		}
-		if err := s.write(ctx, c, n); err != nil {
+		if err := s.write(c, n); err != nil {
 			return
 		}
 		idle.Reset(s.PingEvery)

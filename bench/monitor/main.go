@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
@@ -45,7 +47,12 @@ func run(ctx context.Context) error {
 	counts := flag.String("monitors", "1,100,1000", "monitor counts to measure")
 	changes := flag.Int("changes", 100, "membership changes per count")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	nClients := flag.Int("clients", 0, "internal: run as the client process with this many monitors")
+	url := flag.String("url", "", "internal: the client process's monitor URL")
 	flag.Parse()
+	if *nClients > 0 {
+		return clients(ctx, *url, *nClients)
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -103,7 +110,7 @@ func run(ctx context.Context) error {
 
 	fmt.Printf("monitor fan-out: %d membership changes per row, one CIN, 2 CPUs\n\n", *changes)
 	fmt.Printf("%9s %8s %9s %9s %9s %14s   %s\n", "monitors", "events", "p50", "p99", "max", "events/s out", "p99 < 10 ms")
-	defer fmt.Println("\nlatency: from the change's HTTP reply to the event read by each monitor; each change's\nfan-out completes before the next change. events/s: events delivered over the run.")
+	defer fmt.Println("\nlatency: from the change's HTTP reply to the event read by each monitor (in a client process\nof their own); each change's fan-out completes before the next. events/s: delivered over the run.")
 	for _, f := range strings.Split(*counts, ",") {
 		var n int
 		if _, err := fmt.Sscan(f, &n); err != nil || n < 1 {
@@ -129,60 +136,54 @@ type result struct {
 }
 
 type arrival struct {
-	container string
-	event     string
-	at        time.Time
+	Container string `json:"c"`
+	Event     string `json:"e"`
+	At        int64  `json:"t"` // wall clock, ns: comparable across processes on one machine
 }
 
-// measure connects n monitors, fires changes (one container joining,
-// then leaving, in turn) one after another, and matches every event each
-// monitor receives to the HTTP reply of its change.
+// measure starts n monitors in a client process of their own (so that
+// the server's fan-out is not measured against the clients' own Go
+// scheduler), fires changes (a container joining, then leaving, in turn)
+// one after another, each once the previous one reached every monitor,
+// and matches every event each monitor received to its change's HTTP
+// reply.
 func measure(ctx context.Context, base string, call func(method, path, body string) error, n, changes int) (result, error) {
-	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/leviathan/monitor"
-	// Each client only timestamps and keeps what it reads, counting it in
-	// its own atomic: decoding waits until the run is over, so the
-	// clients (in this process) take as little CPU from the server as
-	// they can.
-	type raw struct {
-		at time.Time
-		b  []byte
+	self, err := os.Executable()
+	if err != nil {
+		return result{}, err
 	}
-	reads := make([][]raw, n)
-	counts := make([]atomic.Int64, n)
-	conns := make([]*websocket.Conn, n)
-	var wg sync.WaitGroup
-	errc := make(chan error, n)
-	for i := range n {
-		c, _, err := websocket.Dial(ctx, wsURL, nil)
+	cmd := exec.CommandContext(ctx, self, "-clients", fmt.Sprint(n), "-url", "ws"+strings.TrimPrefix(base, "http")+"/leviathan/monitor")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return result{}, err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return result{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer cmd.Wait()
+	defer in.Close()
+	out := bufio.NewReader(outPipe)
+	expect := func(want string) error {
+		line, err := out.ReadString('\n')
 		if err != nil {
-			return result{}, fmt.Errorf("connect monitor %d: %w", i, err)
+			return fmt.Errorf("client process: %w", err)
 		}
-		conns[i] = c
-		if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"start","sequence":"1","monitor":"CIN","parameters":{"cinID":"watched"}}`)); err != nil {
-			return result{}, err
+		if strings.TrimSpace(line) != want {
+			return fmt.Errorf("client process: %q, want %q", strings.TrimSpace(line), want)
 		}
-		if _, _, err := c.Read(ctx); err != nil {
-			return result{}, err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				_, b, err := c.Read(ctx)
-				if err != nil {
-					if websocket.CloseStatus(err) == -1 && ctx.Err() == nil && !strings.Contains(err.Error(), "closed") {
-						errc <- err
-					}
-					return
-				}
-				reads[i] = append(reads[i], raw{time.Now(), b})
-				counts[i].Add(1)
-			}
-		}()
+		return nil
+	}
+	if err := expect("ready"); err != nil {
+		return result{}, err
 	}
 	type change struct {
 		container, event string
-		reply            time.Time
+		reply            int64
 	}
 	var fired []change
 	start := time.Now()
@@ -195,38 +196,17 @@ func measure(ctx context.Context, base string, call func(method, path, body stri
 		if err := call(method, "/host/host1/"+ctr+"/mon", ""); err != nil {
 			return result{}, err
 		}
-		fired = append(fired, change{ctr, event, time.Now()})
-		// Wait for this change's fan-out to finish before the next, so
-		// each latency is the fan-out's own, not a queue behind others.
-		if !waitAll(counts, int64(k+1), 10*time.Second) {
-			break
+		fired = append(fired, change{ctr, event, time.Now().UnixNano()})
+		fmt.Fprintf(in, "wait %d\n", k+1)
+		if err := expect("ok"); err != nil {
+			return result{}, fmt.Errorf("change %d: %w", k, err)
 		}
 	}
 	elapsed := time.Since(start)
-	for _, c := range conns {
-		c.Close(websocket.StatusNormalClosure, "done")
-	}
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		return result{}, err
-	}
-	arrivals := make([][]arrival, n)
-	for i := range n {
-		for _, r := range reads[i] {
-			var m struct {
-				Event   string `json:"event"`
-				Message []struct {
-					Container string `json:"containerID"`
-				} `json:"message"`
-			}
-			if err := json.Unmarshal(r.b, &m); err != nil {
-				return result{}, fmt.Errorf("monitor %d: %s: %w", i, r.b, err)
-			}
-			for _, x := range m.Message {
-				arrivals[i] = append(arrivals[i], arrival{x.Container, m.Event, r.at})
-			}
-		}
+	fmt.Fprintln(in, "done")
+	var arrivals [][]arrival
+	if err := json.NewDecoder(out).Decode(&arrivals); err != nil {
+		return result{}, fmt.Errorf("client process: %w", err)
 	}
 	var lat []time.Duration
 	for i := range n {
@@ -235,10 +215,10 @@ func measure(ctx context.Context, base string, call func(method, path, body stri
 		}
 		for k, a := range arrivals[i] {
 			f := fired[k]
-			if a.container != f.container || a.event != f.event {
-				return result{}, fmt.Errorf("monitor %d: event %d is %s %s, want %s %s", i, k, a.event, a.container, f.event, f.container)
+			if a.Container != f.container || a.Event != f.event {
+				return result{}, fmt.Errorf("monitor %d: event %d is %s %s, want %s %s", i, k, a.Event, a.Container, f.event, f.container)
 			}
-			lat = append(lat, max(0, a.at.Sub(f.reply)))
+			lat = append(lat, max(0, time.Duration(a.At-f.reply)))
 		}
 	}
 	slices.Sort(lat)
@@ -246,18 +226,86 @@ func measure(ctx context.Context, base string, call func(method, path, body stri
 	return result{events: len(lat), p50: pct(0.50), p99: pct(0.99), max: lat[len(lat)-1], rate: float64(len(lat)) / elapsed.Seconds()}, nil
 }
 
-// waitAll waits until every monitor has read at least want messages.
-func waitAll(counts []atomic.Int64, want int64, limit time.Duration) bool {
-	deadline := time.Now().Add(limit)
-	for i := range counts {
-		for counts[i].Load() < want {
-			if time.Now().After(deadline) {
-				return false
+// clients is the client process: n monitors on url. It says "ready"
+// once all have started; to "wait K" it answers "ok" when every monitor
+// has read K events; on "done" it prints every monitor's arrivals as JSON.
+func clients(ctx context.Context, url string, n int) error {
+	type raw struct {
+		at int64
+		b  []byte
+	}
+	reads := make([][]raw, n)
+	counts := make([]atomic.Int64, n)
+	conns := make([]*websocket.Conn, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		c, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			return fmt.Errorf("connect monitor %d: %w", i, err)
+		}
+		conns[i] = c
+		if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"start","sequence":"1","monitor":"CIN","parameters":{"cinID":"watched"}}`)); err != nil {
+			return err
+		}
+		if _, _, err := c.Read(ctx); err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				_, b, err := c.Read(ctx)
+				if err != nil {
+					return
+				}
+				reads[i] = append(reads[i], raw{time.Now().UnixNano(), b})
+				counts[i].Add(1)
 			}
-			time.Sleep(200 * time.Microsecond)
+		}()
+	}
+	fmt.Println("ready")
+	cmds := bufio.NewScanner(os.Stdin)
+	for cmds.Scan() {
+		var k int64
+		if _, err := fmt.Sscanf(cmds.Text(), "wait %d", &k); err == nil {
+			deadline := time.Now().Add(10 * time.Second)
+			ok := "ok"
+			for i := range counts {
+				for counts[i].Load() < k && ok == "ok" {
+					if time.Now().After(deadline) {
+						ok = fmt.Sprintf("timeout: monitor %d has %d of %d", i, counts[i].Load(), k)
+					}
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+			fmt.Println(ok)
+			continue
+		}
+		break // done
+	}
+	for _, c := range conns {
+		c.Close(websocket.StatusNormalClosure, "done")
+	}
+	wg.Wait()
+	arrivals := make([][]arrival, n)
+	for i := range n {
+		arrivals[i] = []arrival{}
+		for _, r := range reads[i] {
+			var m struct {
+				Event   string `json:"event"`
+				Message []struct {
+					Container string `json:"containerID"`
+				} `json:"message"`
+			}
+			if err := json.Unmarshal(r.b, &m); err != nil {
+				return fmt.Errorf("monitor %d: %s: %w", i, r.b, err)
+			}
+			for _, x := range m.Message {
+				arrivals[i] = append(arrivals[i], arrival{x.Container, m.Event, r.at})
+			}
 		}
 	}
-	return true
+	return json.NewEncoder(os.Stdout).Encode(arrivals)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
