@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"net/http"
 	"strconv"
@@ -204,7 +203,7 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	mons := map[string]*mon{}
+	mons := &monitors{byID: map[string]*mon{}}
 	for {
 		select {
 		case <-ctx.Done():
@@ -228,8 +227,7 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 			if e.Action == ActionCINAddressDelete {
 				kind = "delete"
 			}
-			for _, id := range slices.Sorted(maps.Keys(mons)) { // in a stable order
-				m := mons[id]
+			for _, m := range mons.order {
 				if m.cin != ca.CIN || e.Seq <= m.since {
 					continue
 				}
@@ -293,8 +291,28 @@ func errReply(seq json.RawMessage, format string, args ...any) reply {
 	return reply{Type: "error", Sequence: seq, Response: errorResponse{Message: fmt.Sprintf(format, args...)}}
 }
 
+// monitors are a connection's monitors, in the order they started.
+type monitors struct {
+	byID  map[string]*mon
+	order []*mon
+}
+
+func (ms *monitors) set(m *mon) {
+	if old := ms.byID[m.id]; old != nil {
+		ms.order[slices.Index(ms.order, old)] = m
+	} else {
+		ms.order = append(ms.order, m)
+	}
+	ms.byID[m.id] = m
+}
+
+func (ms *monitors) remove(id string) {
+	ms.order = slices.DeleteFunc(ms.order, func(m *mon) bool { return m.id == id })
+	delete(ms.byID, id)
+}
+
 // handle answers one request, starting or stopping monitors.
-func (s *Server) handle(mons map[string]*mon, req request) reply {
+func (s *Server) handle(mons *monitors, req request) reply {
 	switch req.Type {
 	case "malformed":
 		return errReply(nil, "malformed JSON: %s", req.Monitor)
@@ -306,7 +324,7 @@ func (s *Server) handle(mons map[string]*mon, req request) reply {
 			return errReply(req.Sequence, "start: parameters.cinID is missing")
 		}
 		id := req.MonitorID
-		if id != "" && mons[id] == nil {
+		if id != "" && mons.byID[id] == nil {
 			return errReply(req.Sequence, "no monitor %q to replace", id)
 		}
 		members, seq, err := s.src.CINMembers(req.Parameters.CINID)
@@ -317,7 +335,7 @@ func (s *Server) handle(mons map[string]*mon, req request) reply {
 			id = strconv.FormatUint(s.nextID.Add(1), 10)
 		}
 		m := &mon{id: id, cin: req.Parameters.CINID, tag: req.Parameters.ContainerTag, since: seq}
-		mons[id] = m
+		mons.set(m)
 		state := m.filter(members)
 		if state == nil {
 			state = []Member{}
@@ -327,10 +345,10 @@ func (s *Server) handle(mons map[string]*mon, req request) reply {
 		if req.MonitorID == "" {
 			return errReply(req.Sequence, "stop: monitorID is missing")
 		}
-		if mons[req.MonitorID] == nil {
+		if mons.byID[req.MonitorID] == nil {
 			return errReply(req.Sequence, "no monitor %q", req.MonitorID)
 		}
-		delete(mons, req.MonitorID)
+		mons.remove(req.MonitorID)
 		return reply{Type: "response", Sequence: req.Sequence, Response: stopResponse{MonitorID: req.MonitorID}}
 	case "":
 		return errReply(req.Sequence, "type is missing")
