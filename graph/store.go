@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Store persists the graph. It is deliberately small so that an etcd
@@ -51,7 +52,7 @@ func OpenBolt(dir string) (*BoltStore, error) {
 	path := filepath.Join(dir, StoreFile)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open store %s: held by another process (is another leviathan running with this --state-dir?)", path)
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)

@@ -185,10 +185,6 @@ func TestMonitorCINDestroyAndMakeEvents(t *testing.T) {
 func TestMonitorConcurrentStartsSeeEveryChangeOnce(t *testing.T) {
 	e := cinEnv(t, Options{})
 	const monitors, changes = 200, 40
-	type result struct {
-		have map[string]bool
-		err  error
-	}
 	var wg sync.WaitGroup
 	clients := make([]*wsClient, monitors)
 	states := make([]map[string]bool, monitors)
