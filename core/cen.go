@@ -423,5 +423,7 @@ func (s *Service) DeleteCEN(ctx context.Context, id string) error {
 	if err := s.fab.Destroy(ctx, spec(cs[0], ctrs)); err != nil {
 		return fmt.Errorf("delete CEN %s: %w", id, err)
 	}
-	return s.store.Update(func(tx graph.Tx) error { return graph.DeleteCEN(tx, id) })
+	return s.commit(func(tx graph.Tx) error { return graph.DeleteCEN(tx, id) }, func() []monitor.Event {
+		return []monitor.Event{{Action: monitor.ActionCENDestroyed, Data: monitor.ObjectEvent{CEN: id, State: "deleted"}}}
+	})
 }

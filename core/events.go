@@ -74,12 +74,12 @@ func addressEvents(cinID string, before, after []addrEntry) []monitor.Event {
 	}
 	var gone, came []monitor.Member
 	for _, e := range before {
-		if n, ok := now[e.key]; !ok || n.IP != e.m.IP {
+		if n, ok := now[e.key]; !ok || !sameMember(n, e.m) {
 			gone = append(gone, e.m)
 		}
 	}
 	for _, e := range after {
-		if w, ok := was[e.key]; !ok || w.IP != e.m.IP {
+		if w, ok := was[e.key]; !ok || !sameMember(w, e.m) {
 			came = append(came, e.m)
 		}
 	}
@@ -91,6 +91,10 @@ func addressEvents(cinID string, before, after []addrEntry) []monitor.Event {
 		evs = append(evs, monitor.Event{Action: monitor.ActionCINAddressCreate, Data: monitor.CINAddresses{CIN: cinID, Members: came}})
 	}
 	return evs
+}
+
+func sameMember(a, b monitor.Member) bool {
+	return a.IP == b.IP && (a.Tag == nil) == (b.Tag == nil) && (a.Tag == nil || *a.Tag == *b.Tag)
 }
 
 // resultEvents are the events of a make or destroy batch.

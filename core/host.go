@@ -74,6 +74,28 @@ func containerView(tx graph.Tx, c *graph.Container) (ContainerView, error) {
 	return viewContainer(c, cens, cins), err
 }
 
+// cinWorldsOf reads the CINs that span a CEN m is a member of.
+func cinWorldsOf(tx graph.Tx, m graph.Member) ([]*cinWorld, error) {
+	cins, err := graph.ListCINs(tx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*cinWorld
+	for _, c := range cins {
+		w, err := loadCINWorld(tx, c)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range c.CENs {
+			if w.cens[id].HasMember(m) {
+				out = append(out, w)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
 // censOf returns the CENs that have m as a member.
 func censOf(tx graph.Tx, m graph.Member) ([]*graph.CEN, error) {
 	all, err := graph.ListCENs(tx)
@@ -115,13 +137,28 @@ func (s *Service) RegisterContainer(ctx context.Context, host, id string, tag *s
 		c.Tag = *tag
 	}
 	// Record first, then create: a crash in between leaves a record whose
-	// namespace reconcile creates, never a namespace nobody knows.
-	err = s.store.Update(func(tx graph.Tx) error {
+	// namespace reconcile creates, never a namespace nobody knows. A new
+	// tag is news to tag-filtered monitors: the container's addresses
+	// leave under its old tag and come back under the new one.
+	var before, after []*cinWorld
+	err = s.commit(func(tx graph.Tx) error {
+		if before, err = cinWorldsOf(tx, m); err != nil {
+			return err
+		}
 		if err := graph.PutContainer(tx, c); err != nil {
+			return err
+		}
+		if after, err = cinWorldsOf(tx, m); err != nil {
 			return err
 		}
 		v, err = containerView(tx, c)
 		return err
+	}, func() []monitor.Event {
+		var evs []monitor.Event
+		for i := range before {
+			evs = append(evs, addressEvents(before[i].cin.ID, cinAddresses(before[i]), cinAddresses(after[i]))...)
+		}
+		return evs
 	})
 	if err != nil {
 		return v, false, err

@@ -495,3 +495,28 @@ func (l smallBufListener) Accept() (net.Conn, error) {
 	}
 	return c, err
 }
+
+func TestMonitorTagChanges(t *testing.T) {
+	e := cinEnv(t, Options{})
+	e.must(200, "PUT", "/host/host1/c3", `{"tag":"web"}`, nil)
+	w := e.monitor()
+	w.send(`{"type":"start","sequence":"1","monitor":"CIN","parameters":{"cinID":"cin1","container_tag":"web"}}`)
+	if m := w.recvMsg(); len(m.Response.State) != 1 || m.Response.State[0].Container != "c3" {
+		t.Fatalf("state: %+v", m)
+	}
+	// c1 gains the tag: it enters the filtered view; c3 loses it: it leaves.
+	e.must(200, "PUT", "/host/host1/c1", `{"tag":"web"}`, nil)
+	if m := w.recvMsg(); m.Event != "create" || len(m.Message) != 1 || m.Message[0].Container != "c1" {
+		t.Fatalf("after tagging c1: %+v", m)
+	}
+	e.must(200, "PUT", "/host/host1/c3", `{"tag":""}`, nil)
+	if m := w.recvMsg(); m.Event != "delete" || len(m.Message) != 1 || m.Message[0].Container != "c3" {
+		t.Fatalf("after untagging c3: %+v", m)
+	}
+	e.must(200, "PUT", "/host/host1/c2", ``, nil) // no tag given: nothing changes, no event
+	e.must(200, "PUT", "/host/host1/c1/cen1", "", nil)
+	w.send(`{"type":"stop","sequence":"2","monitorID":"1"}`)
+	if m := w.recvMsg(); m.Type != "response" {
+		t.Fatalf("an event came for a change that changed nothing: %+v", m)
+	}
+}
