@@ -23,7 +23,9 @@ func TestAllocateSequentialStickyReuse(t *testing.T) {
 		"a": {ID: "a", Members: members("a1", "a2", "a3")},
 		"b": {ID: "b", Members: members("b1")},
 	}
-	addr := func(cen, ctr string) string { return c.Addrs[graph.AddrKey(cen, graph.Member{Host: "h", Container: ctr})] }
+	addr := func(cen, ctr string) string {
+		return c.Addrs[graph.AddrKey(cen, graph.Member{Host: "h", Container: ctr})]
+	}
 	steps := []struct {
 		name string
 		do   func()
@@ -80,7 +82,7 @@ func TestCINSpecPlan(t *testing.T) {
 	w := &cinWorld{
 		cin: &graph.CIN{ID: "x", CENs: []string{"w", "ba", "bb", "one"}, Prefix: "10.10.0.0/16", State: graph.StateMade, Table: 7},
 		cens: map[string]*graph.CEN{
-			"w":   made("w", "a1", "b1"),       // a wire, listed first
+			"w":   made("w", "a1", "b1"),        // a wire, listed first
 			"ba":  made("ba", "a1", "a2", "a3"), // bridges
 			"bb":  made("bb", "b1", "b2", "b3"),
 			"one": made("one", "z"), // one member: no interface
