@@ -154,12 +154,15 @@ func (s *Server) writeRaw(c *websocket.Conn, b []byte) error {
 	return c.Write(context.Background(), websocket.MessageText, b)
 }
 
+// tooSlow is the close reason of a client the bus dropped.
+const tooSlow = "too slow: event queue full"
+
 // guard closes the connection when the bus drops its subscriber (with a
 // close reason) or when ctx ends, so that no write stays blocked.
 func guard(ctx context.Context, c *websocket.Conn, sub *Sub) {
 	select {
 	case <-sub.Done:
-		c.Close(websocket.StatusPolicyViolation, "too slow: event queue full")
+		c.Close(websocket.StatusPolicyViolation, tooSlow)
 	case <-ctx.Done():
 		c.CloseNow()
 	}
@@ -209,7 +212,7 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-sub.Done:
-			c.Close(websocket.StatusPolicyViolation, "too slow: event queue full")
+			c.Close(websocket.StatusPolicyViolation, tooSlow)
 			return
 		case req, ok := <-reqs:
 			if !ok {
@@ -428,7 +431,7 @@ func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-sub.Done:
-			c.Close(websocket.StatusPolicyViolation, "too slow: event queue full")
+			c.Close(websocket.StatusPolicyViolation, tooSlow)
 			return
 		case <-idle.C:
 			n = notification{Action: ActionPing, Event: PingEvent{Time: time.Now().UTC()}}

@@ -555,44 +555,32 @@ func (f *Fabric) ReconcileCINs(ctx context.Context, desired []*CIN, namespaces [
 		}
 	}
 
-	var errs []error
-	for _, ns := range append([]string{f.path}, namespaces...) {
-		if !IsNetns(ns) {
-			continue
-		}
-		err := withConn(ns, func(c *conn) error {
-			own, err := c.ownAddrs()
-			if err != nil {
-				return err
-			}
-			ls, err := c.links()
-			if err != nil {
-				return err
-			}
-			names := map[int]string{}
-			for _, l := range ls {
-				names[l.Attrs().Index] = l.Attrs().Name
-			}
-			for idx, ps := range own {
-				for _, p := range ps {
-					if addrsWanted[ns][names[idx]+"|"+p.String()] {
-						continue
-					}
-					if err := c.delOwnRoutes(idx); err != nil {
-						return err
-					}
-					if err := c.delAddr(idx, p); err != nil {
-						return err
-					}
-					rep.Removed++
-				}
-			}
-			return nil
-		})
+	errs := eachNetns(append([]string{f.path}, namespaces...), func(ns string, c *conn) error {
+		own, err := c.ownAddrs()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("reconcile %s: %w", ns, err))
+			return err
 		}
-	}
+		ls, err := c.links()
+		if err != nil {
+			return err
+		}
+		names := linkNames(ls)
+		for idx, ps := range own {
+			for _, p := range ps {
+				if addrsWanted[ns][names[idx]+"|"+p.String()] {
+					continue
+				}
+				if err := c.delOwnRoutes(idx); err != nil {
+					return err
+				}
+				if err := c.delAddr(idx, p); err != nil {
+					return err
+				}
+				rep.Removed++
+			}
+		}
+		return nil
+	})
 
 	for _, c := range desired {
 		if err := ctx.Err(); err != nil {
@@ -602,5 +590,5 @@ func (f *Fabric) ReconcileCINs(ctx context.Context, desired []*CIN, namespaces [
 			rep.Failed[c.ID] = err
 		}
 	}
-	return rep, errors.Join(errs...)
+	return rep, errs
 }

@@ -3,6 +3,8 @@ package netfab
 import (
 	"net"
 	"sort"
+
+	"github.com/vishvananda/netlink"
 )
 
 // LinkInfo is what leviathan reports about a link.
@@ -26,10 +28,7 @@ func ListLinks(path string) ([]LinkInfo, error) {
 		if err != nil {
 			return err
 		}
-		names := map[int]string{}
-		for _, l := range ls {
-			names[l.Attrs().Index] = l.Attrs().Name
-		}
+		names := linkNames(ls)
 		for _, l := range ls {
 			a := l.Attrs()
 			out = append(out, LinkInfo{
@@ -54,4 +53,13 @@ func peerIndex(kind string, parent int) int {
 		return parent
 	}
 	return 0
+}
+
+// linkNames maps ifindex to name.
+func linkNames(ls []netlink.Link) map[int]string {
+	names := make(map[int]string, len(ls))
+	for _, l := range ls {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	return names
 }

@@ -79,32 +79,23 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 	}
 
 	// Members' namespaces.
-	var errs []error
-	for _, ns := range namespaces {
-		if !IsNetns(ns) {
-			continue
+	errs := eachNetns(namespaces, func(ns string, c *conn) error {
+		ls, err := c.links()
+		if err != nil {
+			return err
 		}
-		err := withConn(ns, func(c *conn) error {
-			ls, err := c.links()
-			if err != nil {
+		for _, l := range ls {
+			a := l.Attrs()
+			if !cen.IsOwnGroup(a.Group) || want[ns][linkKey{a.Name, a.Group}] {
+				continue
+			}
+			if err := c.delLink(a.Name); err != nil {
 				return err
 			}
-			for _, l := range ls {
-				a := l.Attrs()
-				if !cen.IsOwnGroup(a.Group) || want[ns][linkKey{a.Name, a.Group}] {
-					continue
-				}
-				if err := c.delLink(a.Name); err != nil {
-					return err
-				}
-				rep.Removed++
-			}
-			return nil
-		})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reconcile %s: %w", ns, err))
+			rep.Removed++
 		}
-	}
+		return nil
+	})
 
 	for _, c := range desired {
 		if err := ctx.Err(); err != nil {
@@ -114,5 +105,20 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 			rep.Failed[c.ID] = err
 		}
 	}
-	return rep, errors.Join(errs...)
+	return rep, errs
+}
+
+// eachNetns runs fn with a conn in each of the namespaces that exist,
+// going on past failures; the error joins them all.
+func eachNetns(namespaces []string, fn func(ns string, c *conn) error) error {
+	var errs []error
+	for _, ns := range namespaces {
+		if !IsNetns(ns) {
+			continue
+		}
+		if err := withConn(ns, func(c *conn) error { return fn(ns, c) }); err != nil {
+			errs = append(errs, fmt.Errorf("reconcile %s: %w", ns, err))
+		}
+	}
+	return errors.Join(errs...)
 }
