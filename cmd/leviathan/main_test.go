@@ -2,8 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -159,6 +167,104 @@ func TestServeFlagErrors(t *testing.T) {
 		err := serve(context.Background(), args)
 		if err == nil {
 			t.Errorf("serve %q: no error", args)
+		}
+	}
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 and returns their
+// paths and a pool trusting the certificate.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "leviathan test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestServeTLSWithAuth(t *testing.T) {
+	ktest.NeedRoot(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "leviathan")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	certFile, keyFile, pool := selfSigned(t, dir)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	prefix := ktest.Prefix(t)
+	cmd := exec.Command(bin, "serve", "--listen", addr, "--state-dir", filepath.Join(dir, "state"),
+		"--fabric-netns", prefix+"fabric", "--netns-prefix", prefix,
+		"--tls-cert", certFile, "--tls-key", keyFile, "--auth", "admin:s3cret")
+	var log strings.Builder
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("exit: %v\n%s", err, log.String())
+		}
+	}()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get := func(user, pass string) int {
+		req, _ := http.NewRequest("GET", "https://"+addr+"/v2/version", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return -1
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for get("admin", "s3cret") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not serving HTTPS with auth; log:\n%s", log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s := get("", ""); s != 401 {
+		t.Errorf("no credentials over HTTPS: %d, want 401", s)
+	}
+	if s := get("admin", "nope"); s != 401 {
+		t.Errorf("wrong password: %d, want 401", s)
+	}
+	// Plain HTTP on the TLS port is refused.
+	if resp, err := http.Get("http://" + addr + "/v2/version"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("plain HTTP served on the TLS listener")
 		}
 	}
 }
