@@ -213,7 +213,10 @@ func SubnetLen(prefix netip.Prefix) (int, error) {
 }
 
 // Subnets is how many CEN subnets a CIN prefix holds.
-func Subnets(prefix netip.Prefix) int { return 256 }
+func Subnets(prefix netip.Prefix) int {
+	n, _ := SubnetLen(prefix)
+	return 1 << (n - prefix.Bits())
+}
 
 // Subnet returns subnet k of a CIN prefix.
 func Subnet(prefix netip.Prefix, k int) netip.Prefix {

@@ -89,9 +89,6 @@ func New(o Options) (*Service, error) {
 	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, bus: bus, log: log}, nil
 }
 
-// HostID is the host this service serves.
-func (s *Service) HostID() string { return s.host }
-
 func (s *Service) checkHost(host string) error {
 	if err := graph.ValidateID("host", host); err != nil {
 		return err

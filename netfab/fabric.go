@@ -51,9 +51,6 @@ func OpenFabric(ctx context.Context, name string) (*Fabric, error) {
 	return &Fabric{name: name, path: path, c: c}, nil
 }
 
-// Name is the fabric namespace's name.
-func (f *Fabric) Name() string { return f.name }
-
 // Path is the fabric namespace's path.
 func (f *Fabric) Path() string { return f.path }
 
