@@ -24,7 +24,6 @@ import (
 // Fabric is the fabric network namespace that holds bridges and the host
 // ends of veths, owned by leviathan.
 type Fabric struct {
-	name string
 	path string
 	c    *conn
 }
@@ -48,7 +47,7 @@ func OpenFabric(ctx context.Context, name string) (*Fabric, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fabric namespace: %w", err)
 	}
-	return &Fabric{name: name, path: path, c: c}, nil
+	return &Fabric{path: path, c: c}, nil
 }
 
 // Path is the fabric namespace's path.
