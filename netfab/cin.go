@@ -117,6 +117,18 @@ func (f *Fabric) applyCIN(ctx context.Context, prev, next *CIN, dirty func(Addre
 	for _, g := range ng {
 		keepG[g.key()] = true
 	}
+	// Gateways to (re)apply: new ones, or all of them when everything is
+	// to be applied. Those prev had stand, on a bridge that was kept.
+	hadG := map[string]bool{}
+	for _, g := range pg {
+		hadG[g.key()] = true
+	}
+	var todoG []Gateway
+	for _, g := range ng {
+		if dirty == nil || !hadG[g.key()] {
+			todoG = append(todoG, g)
+		}
+	}
 	if err := f.removeAddresses(dropA, true); err != nil {
 		return err
 	}
@@ -138,12 +150,12 @@ func (f *Fabric) applyCIN(ctx context.Context, prev, next *CIN, dirty func(Addre
 	if next == nil {
 		return nil
 	}
-	if len(ng) > 0 {
+	if len(todoG) > 0 {
 		if err := f.ensureCINTable(next); err != nil {
 			return err
 		}
 	}
-	for _, g := range ng {
+	for _, g := range todoG {
 		if err := f.ensureGateway(next, g); err != nil {
 			return err
 		}
