@@ -235,29 +235,40 @@ func (s *Service) ListCENs(ctx context.Context) ([]CENView, error) {
 	return out, err
 }
 
+// getAll reads the objects with ids; ErrNotFound names every ID that has
+// none.
+func getAll[T any](tx graph.Tx, kind string, ids []string, get func(graph.Tx, string) (*T, error)) ([]*T, error) {
+	var out []*T
+	var missing []string
+	for _, id := range ids {
+		x, err := get(tx, id)
+		if errors.Is(err, graph.ErrNotFound) {
+			missing = append(missing, id)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	if len(missing) > 0 {
+		return nil, graph.Errorf(graph.ErrNotFound, "no %s %s", kind, joinQuoted(missing))
+	}
+	return out, nil
+}
+
 // loadCENs reads CENs and their members' containers; ErrNotFound names
 // every unknown ID.
-func (s *Service) loadCENs(ids []string) ([]*graph.CEN, map[graph.Member]*graph.Container, error) {
-	var cs []*graph.CEN
-	ctrs := map[graph.Member]*graph.Container{}
-	err := s.store.View(func(tx graph.Tx) error {
-		var missing []string
-		for _, id := range ids {
-			c, err := graph.GetCEN(tx, id)
-			if errors.Is(err, graph.ErrNotFound) {
-				missing = append(missing, id)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			cs = append(cs, c)
+func (s *Service) loadCENs(ids []string) (cs []*graph.CEN, ctrs map[graph.Member]*graph.Container, err error) {
+	ctrs = map[graph.Member]*graph.Container{}
+	err = s.store.View(func(tx graph.Tx) error {
+		if cs, err = getAll(tx, "CEN", ids, graph.GetCEN); err != nil {
+			return err
+		}
+		for _, c := range cs {
 			if err := containersOf(tx, c.Members, ctrs); err != nil {
 				return err
 			}
-		}
-		if len(missing) > 0 {
-			return graph.Errorf(graph.ErrNotFound, "no CEN %s", strings.Join(quote(missing), ", "))
 		}
 		return nil
 	})
@@ -274,12 +285,12 @@ func failedState(op, was string) string {
 	return graph.StateFailed
 }
 
-func quote(ss []string) []string {
-	out := make([]string, len(ss))
+func joinQuoted(ss []string) string {
+	q := make([]string, len(ss))
 	for i, s := range ss {
-		out[i] = fmt.Sprintf("%q", s)
+		q[i] = fmt.Sprintf("%q", s)
 	}
-	return out
+	return strings.Join(q, ", ")
 }
 
 func validateIDs(kind string, ids []string) error {

@@ -263,16 +263,8 @@ func (s *Service) importCINsOnce(specs []cin.Spec) (sum ImportSummary, done bool
 var errRetry = errors.New("retry")
 
 func (s *Service) putCINSpec(tx graph.Tx, byID map[string]*graph.CIN, sp cin.Spec, sum *ImportSummary) error {
-	var missing []string
-	for _, id := range sp.CENs {
-		if _, err := graph.GetCEN(tx, id); errors.Is(err, graph.ErrNotFound) {
-			missing = append(missing, id)
-		} else if err != nil {
-			return err
-		}
-	}
-	if len(missing) > 0 {
-		return graph.Errorf(graph.ErrNotFound, "CIN %s: no CEN %s", sp.ID, joinQuoted(missing))
+	if _, err := getAll(tx, "CEN", sp.CENs, graph.GetCEN); err != nil {
+		return fmt.Errorf("CIN %s: %w", sp.ID, err)
 	}
 	for _, other := range byID {
 		if other.ID == sp.ID {
@@ -338,17 +330,6 @@ func (s *Service) putCINSpec(tx graph.Tx, byID map[string]*graph.CIN, sp cin.Spe
 	return graph.PutCIN(tx, c)
 }
 
-func joinQuoted(ss []string) string {
-	out := ""
-	for i, s := range quote(ss) {
-		if i > 0 {
-			out += ", "
-		}
-		out += s
-	}
-	return out
-}
-
 // PutCIN creates or updates one CIN (the body of PUT /cin/{id}).
 func (s *Service) PutCIN(ctx context.Context, sp cin.Spec) (v CINView, created bool, err error) {
 	sum, err := s.ImportCINs(ctx, []cin.Spec{sp})
@@ -404,22 +385,11 @@ func (s *Service) lockCINs(ids []string) (unlock func(), worlds []*cinWorld, err
 	for {
 		var cenIDs []string
 		if err := s.store.View(func(tx graph.Tx) error {
-			var missing []string
-			for _, id := range ids {
-				c, err := graph.GetCIN(tx, id)
-				if errors.Is(err, graph.ErrNotFound) {
-					missing = append(missing, id)
-					continue
-				}
-				if err != nil {
-					return err
-				}
+			cs, err := getAll(tx, "CIN", ids, graph.GetCIN)
+			for _, c := range cs {
 				cenIDs = append(cenIDs, c.CENs...)
 			}
-			if len(missing) > 0 {
-				return graph.Errorf(graph.ErrNotFound, "no CIN %s", joinQuoted(missing))
-			}
-			return nil
+			return err
 		}); err != nil {
 			return nil, nil, err
 		}

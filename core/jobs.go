@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"sync"
 	"time"
 
@@ -62,25 +61,13 @@ func (s *Service) StartJob(ctx context.Context, op string, ids []string) (Job, e
 	if err := validateIDs(kind, ids); err != nil {
 		return Job{}, err
 	}
-	if err := s.store.View(func(tx graph.Tx) error {
-		var missing []string
-		for _, id := range ids {
-			var err error
-			if kind == "CEN" {
-				_, err = graph.GetCEN(tx, id)
-			} else {
-				_, err = graph.GetCIN(tx, id)
-			}
-			if errors.Is(err, graph.ErrNotFound) {
-				missing = append(missing, id)
-			} else if err != nil {
-				return err
-			}
+	if err := s.store.View(func(tx graph.Tx) (err error) {
+		if kind == "CEN" {
+			_, err = getAll(tx, kind, ids, graph.GetCEN)
+		} else {
+			_, err = getAll(tx, kind, ids, graph.GetCIN)
 		}
-		if len(missing) > 0 {
-			return graph.Errorf(graph.ErrNotFound, "no %s %s", kind, joinQuoted(missing))
-		}
-		return nil
+		return err
 	}); err != nil {
 		return Job{}, err
 	}
