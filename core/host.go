@@ -269,36 +269,51 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 	}
 	defer s.locks.lock(keys...)()
 
-	cs, ctrs, err := s.loadCENs([]string{cenID})
-	if err != nil {
-		return v, false, err
-	}
-	c := cs[0]
-	var w *cinWorld // the CIN the CEN is in, if any
+	// One read of everything the change needs: the CEN and its members,
+	// the CIN it is in (if any), and the container.
+	var (
+		c     *graph.CEN
+		w     *cinWorld
+		known bool
+		ctrs  = map[graph.Member]*graph.Container{}
+	)
 	if err := s.store.View(func(tx graph.Tx) error {
-		ci, err := graph.CINOf(tx, cenID)
-		if err != nil || ci == nil {
+		cs, err := getAll(tx, "CEN", []string{cenID}, graph.GetCEN)
+		if err != nil {
 			return err
 		}
-		w, err = loadCINWorld(tx, ci)
+		c = cs[0]
+		if err := containersOf(tx, c.Members, ctrs); err != nil {
+			return err
+		}
+		ci, err := graph.CINOf(tx, cenID)
+		if err != nil {
+			return err
+		}
+		if ci != nil {
+			if w, err = loadCINWorld(tx, ci); err != nil {
+				return err
+			}
+		}
+		err = containersOf(tx, []graph.Member{m}, ctrs)
+		known = err == nil
+		if errors.Is(err, graph.ErrNotFound) && add {
+			return nil // registered below
+		}
 		return err
 	}); err != nil {
-		return v, false, err
+		return v, true, err
 	}
 	if (w == nil) != (cinID == "") || w != nil && w.cin.ID != cinID {
 		return v, false, nil // the CEN moved to another CIN meanwhile
 	}
-
 	var fresh *graph.Container // a container this change registers
-	if err := s.store.View(func(tx graph.Tx) error {
-		return containersOf(tx, []graph.Member{m}, ctrs)
-	}); errors.Is(err, graph.ErrNotFound) && add {
+	if !known {
+		var err error
 		if fresh, err = s.resolve(ctx, m.Host, m.Container); err != nil {
 			return v, true, err
 		}
 		ctrs[m] = fresh
-	} else if err != nil {
-		return v, true, err
 	}
 
 	next := slices.Clone(c.Members)
