@@ -594,13 +594,8 @@ func (f *Fabric) ReconcileCINs(ctx context.Context, desired []*CIN, namespaces [
 		return nil
 	})
 
-	for _, c := range desired {
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
-		if err := f.ApplyCIN(ctx, nil, c, nil); err != nil {
-			rep.Failed[c.ID] = err
-		}
+	if err := applyEach(ctx, desired, func(c *CIN) string { return c.ID }, func(c *CIN) error { return f.ApplyCIN(ctx, nil, c, nil) }, rep.Failed); err != nil {
+		return rep, err
 	}
 	return rep, errs
 }

@@ -97,13 +97,8 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 		return nil
 	})
 
-	for _, c := range desired {
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
-		if err := f.build(ctx, c); err != nil {
-			rep.Failed[c.ID] = err
-		}
+	if err := applyEach(ctx, desired, func(c *CEN) string { return c.ID }, func(c *CEN) error { return f.build(ctx, c) }, rep.Failed); err != nil {
+		return rep, err
 	}
 	return rep, errs
 }
@@ -121,4 +116,18 @@ func eachNetns(namespaces []string, fn func(ns string, c *conn) error) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// applyEach applies every desired object, recording in failed, by ID,
+// why one could not be; only the end of ctx stops it early.
+func applyEach[T any](ctx context.Context, desired []T, id func(T) string, apply func(T) error, failed map[string]error) error {
+	for _, x := range desired {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := apply(x); err != nil {
+			failed[id(x)] = err
+		}
+	}
+	return nil
 }
