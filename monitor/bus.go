@@ -23,33 +23,38 @@ import (
 	"time"
 )
 
+// Action names what an event says happened.
+type Action string
+
 // Event actions: leviathan's own, and the GNS3 ones whose shapes are set
 // here (the VM side emits them).
 const (
-	ActionCINAddressCreate = "cin.address.create" // members gained an address in a CIN
-	ActionCINAddressDelete = "cin.address.delete" // members lost their address in a CIN
-	ActionCENMade          = "cen.made"
-	ActionCENDestroyed     = "cen.destroyed"
-	ActionCENFailed        = "cen.failed"
-	ActionCINMade          = "cin.made"
-	ActionCINDestroyed     = "cin.destroyed"
-	ActionCINFailed        = "cin.failed"
-	ActionContainerJoined  = "container.joined"
-	ActionContainerLeft    = "container.left"
-	ActionVMCreated        = "vm.created"
-	ActionVMStarted        = "vm.started"
-	ActionVMStopped        = "vm.stopped"
-	ActionVMDeleted        = "vm.deleted"
-	ActionLogError         = "log.error"
-	ActionLogWarning       = "log.warning"
-	ActionLogInfo          = "log.info"
-	ActionPing             = "ping"
+	ActionCINAddressCreate Action = "cin.address.create" // members gained an address in a CIN
+	ActionCINAddressDelete Action = "cin.address.delete" // members lost their address in a CIN
+	ActionCENMade          Action = "cen.made"
+	ActionCENDestroyed     Action = "cen.destroyed"
+	ActionCENFailed        Action = "cen.failed"
+	ActionCINMade          Action = "cin.made"
+	ActionCINDestroyed     Action = "cin.destroyed"
+	ActionCINFailed        Action = "cin.failed"
+	ActionContainerJoined  Action = "container.joined"
+	ActionContainerLeft    Action = "container.left"
+	ActionContainerStarted Action = "container.started" // its namespace came (back): its CENs wire it
+	ActionContainerStopped Action = "container.stopped" // it stopped: its links left the kernel
+	ActionVMCreated        Action = "vm.created"
+	ActionVMStarted        Action = "vm.started"
+	ActionVMStopped        Action = "vm.stopped"
+	ActionVMDeleted        Action = "vm.deleted"
+	ActionLogError         Action = "log.error"
+	ActionLogWarning       Action = "log.warning"
+	ActionLogInfo          Action = "log.info"
+	ActionPing             Action = "ping"
 )
 
 // Event is one committed change.
 type Event struct {
 	Seq    uint64
-	Action string
+	Action Action
 	// Data is the event's body: a CINAddresses for cin.address.*, else
 	// the JSON object the notification streams show as "event".
 	Data any

@@ -361,7 +361,7 @@ func (s *Server) handle(mons *monitors, req request) reply {
 
 // notification is one object of the notification streams.
 type notification struct {
-	Action string `json:"action"`
+	Action Action `json:"action"`
 	Event  any    `json:"event"`
 }
 
