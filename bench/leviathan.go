@@ -94,7 +94,7 @@ func startDaemon(ctx context.Context, fabric, prefix, stateDir string, log *slog
 		HostID:   hostID,
 		Store:    store,
 		Fabric:   fab,
-		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: prefix, Fabric: fabric}},
+		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: prefix, Fabric: fabric, NS: fab}},
 		Log:      log,
 	})
 	if err != nil {

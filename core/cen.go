@@ -18,16 +18,32 @@ type CENView struct {
 	ID      string   `json:"cenID"`
 	Members []string `json:"contIDs"`
 	// Wiring is "wire", "bridge" or null (fewer than 2 members).
-	Wiring *string `json:"wiring_type"`
-	IfName string  `json:"ifname"`
-	State  string  `json:"state"`
-	Error  string  `json:"error,omitempty"`
+	Wiring *string      `json:"wiring_type"`
+	IfName string       `json:"ifname"`
+	State  graph.State  `json:"state"`
+	Error  string       `json:"error,omitempty"`
+	Each   []MemberView `json:"members"`
 }
 
-func viewCEN(c *graph.CEN) CENView {
-	v := CENView{ID: c.ID, Members: []string{}, IfName: c.IfName, State: c.State, Error: c.Error}
+// MemberView is one member of a CEN with its own state: a member that
+// does not run (a stopped Docker container, a named namespace that is
+// gone) stays in the CEN, unwired, and the rest of the CEN works.
+type MemberView struct {
+	Host      string      `json:"hostID"`
+	Container string      `json:"containerID"`
+	State     graph.State `json:"state"`
+	Error     string      `json:"error,omitempty"`
+}
+
+func viewCEN(c *graph.CEN, ctrs map[graph.Member]*graph.Container) CENView {
+	v := CENView{ID: c.ID, Members: []string{}, IfName: c.IfName, State: c.State, Error: c.Error, Each: []MemberView{}}
 	for _, m := range c.Members {
 		v.Members = append(v.Members, m.Container)
+		mv := MemberView{Host: m.Host, Container: m.Container}
+		if ctr := ctrs[m]; ctr != nil {
+			mv.State, mv.Error = ctr.State, ctr.Error
+		}
+		v.Each = append(v.Each, mv)
 	}
 	if w := cen.Plan(len(c.Members)); w != graph.WiringNone {
 		s := string(w)
@@ -39,10 +55,10 @@ func viewCEN(c *graph.CEN) CENView {
 // Result is the outcome of make or destroy for one CEN or CIN: the state
 // it is in afterwards, and the error when the operation failed.
 type Result struct {
-	CEN   string `json:"cenID,omitempty"`
-	CIN   string `json:"cinID,omitempty"`
-	State string `json:"state"`
-	Error string `json:"error,omitempty"`
+	CEN   string      `json:"cenID,omitempty"`
+	CIN   string      `json:"cinID,omitempty"`
+	State graph.State `json:"state"`
+	Error string      `json:"error,omitempty"`
 }
 
 // ImportSummary says what an import did.
@@ -143,8 +159,8 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 	for _, c := range fresh {
 		ctrs = append(ctrs, c)
 	}
-	if err := s.ensureNetns(ctx, ctrs); err != nil {
-		s.log.Warn("import: creating container namespaces", "err", err)
+	if err := s.refresh(ctx, ctrs); err != nil {
+		s.log.Warn("import: observing new containers", "err", err)
 	}
 	return sum, nil
 }
@@ -194,14 +210,14 @@ func (s *Service) CreateCEN(ctx context.Context, id string) (v CENView, created 
 		}
 		a := newCENAlloc(all)
 		if c := a.byID[id]; c != nil {
-			v, created = viewCEN(c), false
-			return nil
+			v, err = cenView(tx, c)
+			return err
 		}
 		c, err := a.add(id)
 		if err != nil {
 			return err
 		}
-		v, created = viewCEN(c), true
+		v, created = viewCEN(c, nil), true
 		return graph.PutCEN(tx, c)
 	})
 	return v, created, err
@@ -215,20 +231,35 @@ func (s *Service) GetCEN(ctx context.Context, id string) (v CENView, err error) 
 	err = s.store.View(func(tx graph.Tx) error {
 		c, err := graph.GetCEN(tx, id)
 		if err == nil {
-			v = viewCEN(c)
+			v, err = cenView(tx, c)
 		}
 		return err
 	})
 	return v, err
 }
 
+// cenView reads what a CEN's view needs.
+func cenView(tx graph.Tx, c *graph.CEN) (CENView, error) {
+	ctrs := map[graph.Member]*graph.Container{}
+	err := containersOf(tx, c.Members, ctrs)
+	return viewCEN(c, ctrs), err
+}
+
 // ListCENs returns every CEN, by ID.
 func (s *Service) ListCENs(ctx context.Context) ([]CENView, error) {
 	out := []CENView{}
 	err := s.store.View(func(tx graph.Tx) error {
+		all, err := graph.ListContainers(tx)
+		if err != nil {
+			return err
+		}
+		ctrs := map[graph.Member]*graph.Container{}
+		for _, c := range all {
+			ctrs[c.Member()] = c
+		}
 		cs, err := graph.ListCENs(tx)
 		for _, c := range cs {
-			out = append(out, viewCEN(c))
+			out = append(out, viewCEN(c, ctrs))
 		}
 		return err
 	})
@@ -278,8 +309,8 @@ func (s *Service) loadCENs(ids []string) (cs []*graph.CEN, ctrs map[graph.Member
 // failedState is the state an object is left in when op failed on it: a
 // failed make is rolled back ("failed"); a failed destroy leaves it as it
 // was.
-func failedState(op, was string) string {
-	if op == "destroy" {
+func failedState(op Op, was graph.State) graph.State {
+	if op == OpDestroy {
 		return was
 	}
 	return graph.StateFailed
@@ -303,13 +334,23 @@ func validateIDs(kind string, ids []string) error {
 }
 
 // MakeCENs realizes CENs in the kernel. Each CEN succeeds or fails on its
-// own: a failed one is rolled back and left "failed" with the reason. The
-// error, when any failed, names them; results are returned either way.
+// own: a failed one is removed from the kernel whole, so that the kernel
+// holds nothing of it, and left "failed" with the reason. A member that
+// does not run (a stopped Docker container, a named namespace that is
+// gone) fails nothing: it is left unwired, shown "stopped", and wired
+// when it runs again. The error, when any CEN failed, names them; results
+// are returned either way.
 func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cenBatch(ctx, ids, "make", graph.StateMade, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
+	return s.cenBatch(ctx, ids, OpMake, graph.StateMade, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
 		errs := make([]error, len(cs))
 		for i := range cs {
-			errs[i] = s.fab.Apply(ctx, nil, specs[i])
+			if errs[i] = s.fab.Apply(ctx, nil, specs[i]); errs[i] != nil {
+				// Apply undid what it created, but a CEN made before
+				// keeps what it had: a failed CEN holds nothing.
+				if derr := s.fab.Destroy(context.WithoutCancel(ctx), specs[i]); derr != nil {
+					errs[i] = fmt.Errorf("%w (and removing what was left failed: %w)", errs[i], derr)
+				}
+			}
 		}
 		return errs
 	})
@@ -320,12 +361,12 @@ func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) 
 // changes nothing. A CEN in a made CIN cannot be destroyed (a conflict):
 // destroy the CIN first.
 func (s *Service) DestroyCENs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cenBatch(ctx, ids, "destroy", graph.StateDefined, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
+	return s.cenBatch(ctx, ids, OpDestroy, graph.StateDefined, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
 		errs := make([]error, len(cs))
 		var batch []*netfab.CEN
 		var in []int
 		for i, c := range cs {
-			if errs[i] = s.checkNotInMadeCIN(c.ID, "destroy"); errs[i] == nil {
+			if errs[i] = s.checkNotInMadeCIN(c.ID, OpDestroy); errs[i] == nil {
 				batch = append(batch, specs[i])
 				in = append(in, i)
 			}
@@ -342,7 +383,7 @@ func (s *Service) DestroyCENs(ctx context.Context, ids []string) ([]Result, erro
 // checkNotInMadeCIN fails with a conflict when a CEN is in a made CIN.
 // The caller holds the CEN's lock, under which no CIN can be made or
 // changed to span it.
-func (s *Service) checkNotInMadeCIN(cenID, op string) error {
+func (s *Service) checkNotInMadeCIN(cenID string, op Op) error {
 	return s.store.View(func(tx graph.Tx) error {
 		c, err := graph.CINOf(tx, cenID)
 		if err == nil && c != nil && c.State == graph.StateMade {
@@ -352,7 +393,7 @@ func (s *Service) checkNotInMadeCIN(cenID, op string) error {
 	})
 }
 
-func (s *Service) cenBatch(ctx context.Context, ids []string, op, okState string, do func([]*graph.CEN, []*netfab.CEN) []error) ([]Result, error) {
+func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState graph.State, do func([]*graph.CEN, []*netfab.CEN) []error) ([]Result, error) {
 	if err := validateIDs("CEN", ids); err != nil {
 		return nil, err
 	}
@@ -365,7 +406,8 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op, okState string
 	if err != nil {
 		return nil, err
 	}
-	if op == "make" {
+	var observed []*graph.Container // members whose state changed
+	if op == OpMake {
 		var need []*graph.Container
 		for _, c := range cs {
 			if cen.Plan(len(c.Members)) != graph.WiringNone {
@@ -374,7 +416,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op, okState string
 				}
 			}
 		}
-		if err := s.ensureNetns(ctx, need); err != nil {
+		if observed, err = s.observe(ctx, uniqueContainers(need)); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 	}
@@ -391,12 +433,15 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op, okState string
 		if err != nil {
 			results[i] = Result{CEN: c.ID, State: failedState(op, c.State), Error: err.Error()}
 			failed = append(failed, fmt.Errorf("%s CEN %s: %w", op, c.ID, err))
-			s.log.Warn(op+" failed", "cen", c.ID, "err", err)
+			s.log.Warn(string(op)+" failed", "cen", c.ID, "err", err)
 		}
 	}
 	err = s.commit(func(tx graph.Tx) error {
+		if err := recordObserved(tx, observed); err != nil {
+			return err
+		}
 		for i, c := range cs {
-			if results[i].Error != "" && op == "destroy" {
+			if results[i].Error != "" && op == OpDestroy {
 				continue // the kernel may still hold it: keep the state it had
 			}
 			c.State, c.Error = results[i].State, results[i].Error
@@ -405,7 +450,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op, okState string
 			}
 		}
 		return nil
-	}, func() []monitor.Event { return resultEvents("cen", results) })
+	}, func() []monitor.Event { return append(containerEvents(observed), resultEvents(kindCEN, results)...) })
 	if err != nil {
 		return results, err
 	}
@@ -435,6 +480,6 @@ func (s *Service) DeleteCEN(ctx context.Context, id string) error {
 		return fmt.Errorf("delete CEN %s: %w", id, err)
 	}
 	return s.commit(func(tx graph.Tx) error { return graph.DeleteCEN(tx, id) }, func() []monitor.Event {
-		return []monitor.Event{{Action: monitor.ActionCENDestroyed, Data: monitor.ObjectEvent{CEN: id, State: "deleted"}}}
+		return []monitor.Event{{Action: monitor.ActionCENDestroyed, Data: monitor.ObjectEvent{CEN: id, State: stateDeleted}}}
 	})
 }

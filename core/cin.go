@@ -31,7 +31,7 @@ type CINView struct {
 	CENs         []string        `json:"cenIDs"`
 	Prefix       string          `json:"prefix"`
 	DefaultRoute bool            `json:"default_route"`
-	State        string          `json:"state"`
+	State        graph.State     `json:"state"`
 	Error        string          `json:"error,omitempty"`
 	Members      []CINMemberView `json:"members"`
 }
@@ -163,8 +163,8 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 		}
 		for _, m := range n.Members {
 			a, ok := c.Addrs[graph.AddrKey(id, m)]
-			if !ok {
-				continue
+			if !ok || !w.ctrs[m].Running() {
+				continue // a member that does not run keeps its address for when it does
 			}
 			ns := w.ctrs[m].Netns
 			addr := netfab.Address{Member: m.Container, Netns: ns, IfName: n.IfName, Addr: netip.PrefixFrom(netip.MustParseAddr(a), subnet.Bits())}
@@ -433,7 +433,7 @@ func (s *Service) lockCINs(ids []string) (unlock func(), worlds []*cinWorld, err
 // CIN must be made. Each CIN succeeds or fails on its own; a failed one is
 // rolled back and left "failed" with the reason.
 func (s *Service) MakeCINs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cinBatch(ctx, ids, "make", graph.StateMade, func(w *cinWorld) error {
+	return s.cinBatch(ctx, ids, OpMake, graph.StateMade, func(w *cinWorld) error {
 		for _, id := range w.cin.CENs {
 			if w.cens[id].State != graph.StateMade {
 				return graph.Errorf(graph.ErrConflict, "CEN %q is not made (make it first: POST /cen/make)", id)
@@ -449,7 +449,7 @@ func (s *Service) MakeCINs(ctx context.Context, ids []string) ([]Result, error) 
 // DestroyCINs removes exactly the addresses, routes and rules the CINs
 // added; members keep their addresses in the graph for the next make.
 func (s *Service) DestroyCINs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cinBatch(ctx, ids, "destroy", graph.StateDefined, func(w *cinWorld) error {
+	return s.cinBatch(ctx, ids, OpDestroy, graph.StateDefined, func(w *cinWorld) error {
 		if w.cin.State != graph.StateMade {
 			return nil
 		}
@@ -457,7 +457,7 @@ func (s *Service) DestroyCINs(ctx context.Context, ids []string) ([]Result, erro
 	})
 }
 
-func (s *Service) cinBatch(ctx context.Context, ids []string, op, okState string, do func(*cinWorld) error) ([]Result, error) {
+func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState graph.State, do func(*cinWorld) error) ([]Result, error) {
 	if err := validateIDs("CIN", ids); err != nil {
 		return nil, err
 	}
@@ -475,12 +475,12 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op, okState string
 		if err := do(w); err != nil {
 			results[i] = Result{CIN: w.cin.ID, State: failedState(op, w.cin.State), Error: err.Error()}
 			failed = append(failed, fmt.Errorf("%s CIN %s: %w", op, w.cin.ID, err))
-			s.log.Warn(op+" failed", "cin", w.cin.ID, "err", err)
+			s.log.Warn(string(op)+" failed", "cin", w.cin.ID, "err", err)
 		}
 	}
 	err = s.commit(func(tx graph.Tx) error {
 		for i, w := range worlds {
-			if results[i].Error != "" && op == "destroy" {
+			if results[i].Error != "" && op == OpDestroy {
 				continue
 			}
 			w.cin.State, w.cin.Error = results[i].State, results[i].Error
@@ -494,7 +494,7 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op, okState string
 		for i, w := range worlds {
 			evs = append(evs, addressEvents(w.cin.ID, before[i], cinAddresses(w))...)
 		}
-		return append(evs, resultEvents("cin", results)...)
+		return append(evs, resultEvents(kindCIN, results)...)
 	})
 	if err != nil {
 		return results, err
@@ -523,7 +523,7 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 	return s.commit(func(tx graph.Tx) error { return graph.DeleteCIN(tx, id) }, func() []monitor.Event {
 		evs := addressEvents(id, before, nil)
 		if w.cin.State == graph.StateMade {
-			evs = append(evs, monitor.Event{Action: monitor.ActionCINDestroyed, Data: monitor.ObjectEvent{CIN: id, State: "deleted"}})
+			evs = append(evs, monitor.Event{Action: monitor.ActionCINDestroyed, Data: monitor.ObjectEvent{CIN: id, State: stateDeleted}})
 		}
 		return evs
 	})

@@ -91,7 +91,7 @@ func TestCINSpecPlan(t *testing.T) {
 	}
 	for _, n := range w.cens {
 		for _, m := range n.Members {
-			w.ctrs[m] = &graph.Container{Host: m.Host, ID: m.Container, Netns: "/ns/" + m.Container}
+			w.ctrs[m] = &graph.Container{Host: m.Host, ID: m.Container, Netns: "/ns/" + m.Container, State: graph.StateRunning}
 		}
 	}
 	if err := allocate(w.cin, w.cens); err != nil {

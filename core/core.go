@@ -153,9 +153,15 @@ func (k *keyedLocks) lock(keys ...string) (unlock func()) {
 }
 
 // spec turns a CEN and its members' containers into what netfab realizes.
+// Only members that run have a port; the wiring follows from every
+// member, running or not, so a member that stops and starts again finds
+// the CEN as it was.
 func spec(c *graph.CEN, ctrs map[graph.Member]*graph.Container) *netfab.CEN {
-	s := &netfab.CEN{ID: c.ID, Name: c.IfName, Group: c.Group, BridgeMAC: cen.BridgeMAC(c.ID)}
+	s := &netfab.CEN{ID: c.ID, Name: c.IfName, Group: c.Group, BridgeMAC: cen.BridgeMAC(c.ID), Plan: cen.Plan(len(c.Members))}
 	for _, m := range c.Members {
+		if !ctrs[m].Running() {
+			continue
+		}
 		s.Ports = append(s.Ports, netfab.Port{
 			Member: m.Container,
 			Netns:  ctrs[m].Netns,
@@ -171,6 +177,26 @@ func withMembers(c *graph.CEN, ms []graph.Member) *graph.CEN {
 	n := *c
 	n.Members = ms
 	return &n
+}
+
+// uniqueContainers drops repeated containers, keeping the first of each.
+func uniqueContainers(cs []*graph.Container) []*graph.Container {
+	seen := map[*graph.Container]bool{}
+	return slices.DeleteFunc(cs, func(c *graph.Container) bool {
+		dup := seen[c]
+		seen[c] = true
+		return dup
+	})
+}
+
+// putContainers writes containers.
+func putContainers(tx graph.Tx, cs []*graph.Container) error {
+	for _, c := range cs {
+		if err := graph.PutContainer(tx, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // containersOf reads the containers of the given members.

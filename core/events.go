@@ -48,7 +48,7 @@ func cinAddresses(w *cinWorld) []addrEntry {
 		for _, m := range n.Members {
 			k := graph.AddrKey(id, m)
 			a, ok := w.cin.Addrs[k]
-			if !ok {
+			if !ok || !w.ctrs[m].Running() {
 				continue
 			}
 			e := addrEntry{key: k, m: monitor.Member{Container: m.Container, IP: a}}
@@ -97,22 +97,53 @@ func sameMember(a, b monitor.Member) bool {
 	return a.IP == b.IP && (a.Tag == nil) == (b.Tag == nil) && (a.Tag == nil || *a.Tag == *b.Tag)
 }
 
+// stateDeleted is the state an event shows for an object that is gone.
+const stateDeleted = "deleted"
+
+// kind is a kind of batch object with the actions of its events.
+type kind struct {
+	name                    string
+	made, destroyed, failed monitor.Action
+}
+
+var (
+	kindCEN = kind{"cen", monitor.ActionCENMade, monitor.ActionCENDestroyed, monitor.ActionCENFailed}
+	kindCIN = kind{"cin", monitor.ActionCINMade, monitor.ActionCINDestroyed, monitor.ActionCINFailed}
+)
+
 // resultEvents are the events of a make or destroy batch.
-func resultEvents(kind string, results []Result) []monitor.Event {
+func resultEvents(k kind, results []Result) []monitor.Event {
 	var evs []monitor.Event
 	for _, r := range results {
-		o := monitor.ObjectEvent{CEN: r.CEN, CIN: r.CIN, State: r.State, Error: r.Error}
-		var action string
+		o := monitor.ObjectEvent{CEN: r.CEN, CIN: r.CIN, State: string(r.State), Error: r.Error}
+		var action monitor.Action
 		switch {
 		case r.Error != "":
-			action = kind + ".failed"
-			evs = append(evs, monitor.Event{Action: monitor.ActionLogError, Data: monitor.LogEvent{Message: fmt.Sprintf("%s %s: %s", kind, r.CEN+r.CIN, r.Error)}})
+			action = k.failed
+			evs = append(evs, monitor.Event{Action: monitor.ActionLogError, Data: monitor.LogEvent{Message: fmt.Sprintf("%s %s: %s", k.name, r.CEN+r.CIN, r.Error)}})
 		case r.State == graph.StateMade:
-			action = kind + ".made"
+			action = k.made
 		default:
-			action = kind + ".destroyed"
+			action = k.destroyed
 		}
 		evs = append(evs, monitor.Event{Action: action, Data: o})
+	}
+	return evs
+}
+
+// containerEvents announce containers whose runtime state changed. A
+// namespace that leviathan itself creates (again) is no news.
+func containerEvents(cs []*graph.Container) []monitor.Event {
+	var evs []monitor.Event
+	for _, c := range cs {
+		if c.Owned {
+			continue
+		}
+		action := monitor.ActionContainerStopped
+		if c.Running() {
+			action = monitor.ActionContainerStarted
+		}
+		evs = append(evs, monitor.Event{Action: action, Data: monitor.ObjectEvent{Host: c.Host, Container: c.ID, State: string(c.State), Error: c.Error}})
 	}
 	return evs
 }

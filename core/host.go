@@ -30,13 +30,18 @@ type ContainerView struct {
 	ID         string          `json:"containerID"`
 	Runtime    string          `json:"runtime"`
 	Netns      string          `json:"netns"`
+	State      graph.State     `json:"state"`
+	Error      string          `json:"error,omitempty"`
 	Tag        *string         `json:"tag"`
 	CENs       []string        `json:"cenIDs"`
 	Interfaces []InterfaceView `json:"interfaces"`
 }
 
 func viewContainer(c *graph.Container, cens []*graph.CEN, cins []*graph.CIN) ContainerView {
-	v := ContainerView{Host: c.Host, ID: c.ID, Runtime: c.Runtime, Netns: c.Netns, CENs: []string{}, Interfaces: []InterfaceView{}}
+	v := ContainerView{Host: c.Host, ID: c.ID, Runtime: c.Runtime, State: c.State, Error: c.Error, CENs: []string{}, Interfaces: []InterfaceView{}}
+	if c.Running() || c.Owned || c.Runtime == graph.RuntimeNamed {
+		v.Netns = c.Netns // a Docker container's is its process's, while it runs
+	}
 	if c.Tag != "" {
 		v.Tag = &c.Tag
 	}
@@ -163,11 +168,15 @@ func (s *Service) RegisterContainer(ctx context.Context, host, id string, tag *s
 	if err != nil {
 		return v, false, err
 	}
-	if err := s.ensureNetns(ctx, []*graph.Container{c}); err != nil {
+	if err := s.refresh(ctx, []*graph.Container{c}); err != nil {
 		if created {
 			s.store.Update(func(tx graph.Tx) error { return graph.DeleteContainer(tx, host, id) })
 		}
 		return v, false, err
+	}
+	v.State, v.Error = c.State, c.Error
+	if c.Running() {
+		v.Netns = c.Netns
 	}
 	return v, created, nil
 }
@@ -241,12 +250,7 @@ func (s *Service) changeMember(ctx context.Context, host, id, cenID string, add 
 		return v, err
 	}
 	m := graph.Member{Host: host, Container: id}
-	for {
-		v, done, err := s.changeMemberOnce(ctx, m, cenID, add)
-		if done || err != nil {
-			return v, err
-		}
-	}
+	return retry(ctx, func() (CENView, bool, error) { return s.changeMemberOnce(ctx, m, cenID, add) })
 }
 
 // changeMemberOnce locks the CEN, the container and the CIN the CEN is in
@@ -315,11 +319,19 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		}
 		ctrs[m] = fresh
 	}
+	// The joining or leaving member as it is now: it is wired only if it
+	// runs (a namespace of leviathan's is created first).
+	var observed []*graph.Container
+	if c.State == graph.StateMade {
+		if observed, err = s.observe(ctx, []*graph.Container{ctrs[m]}); err != nil {
+			return v, true, err
+		}
+	}
 
 	next := slices.Clone(c.Members)
 	switch {
 	case add && c.HasMember(m):
-		return viewCEN(c), true, nil // already a member
+		return viewCEN(c, ctrs), true, nil // already a member
 	case !add && !c.HasMember(m):
 		return v, true, graph.Errorf(graph.ErrNotFound, "container %q is not a member of CEN %q", m.Container, cenID)
 	case add:
@@ -358,6 +370,9 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 				return err
 			}
 		}
+		if err := recordObserved(tx, observed); err != nil {
+			return err
+		}
 		if ncin != nil {
 			if err := graph.PutCIN(tx, ncin); err != nil {
 				return err
@@ -375,12 +390,13 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		}
 		return evs
 	})
-	if err == nil && fresh != nil {
-		if err := s.ensureNetns(ctx, []*graph.Container{fresh}); err != nil {
-			s.log.Warn("creating a container namespace", "container", m.Container, "err", err)
+	if err == nil && fresh != nil && c.State != graph.StateMade {
+		// Not wired yet: its namespace is made now, once it is recorded.
+		if err := s.refresh(ctx, []*graph.Container{fresh}); err != nil {
+			s.log.Warn("observing a new container", "container", m.Container, "err", err)
 		}
 	}
-	return viewCEN(nc), true, err
+	return viewCEN(nc, ctrs), true, err
 }
 
 // applyMemberChange makes the kernel follow a membership change of a made
@@ -390,21 +406,13 @@ func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs 
 	if c.State != graph.StateMade {
 		return nil
 	}
-	added := len(nc.Members) > len(c.Members)
-	var m graph.Member
-	if added {
-		m = nc.Members[len(nc.Members)-1]
-	}
-	createdNs := false
-	if added {
-		createdNs = ctrs[m].Owned && !netfab.IsNetns(ctrs[m].Netns)
-		if err := s.ensureNetns(ctx, []*graph.Container{ctrs[m]}); err != nil {
-			return err
-		}
-	}
 	fail := func(err error) error {
-		if fresh != nil && createdNs {
-			netfab.DeleteNetns(fresh.Netns)
+		if fresh != nil {
+			// A container this change registered is forgotten again:
+			// what its runtime made for it goes too.
+			if rt, rerr := s.runtimeOf(fresh); rerr == nil {
+				rt.Release(context.WithoutCancel(ctx), fresh)
+			}
 		}
 		return fmt.Errorf("CEN %s: %w", c.ID, err)
 	}
@@ -438,7 +446,7 @@ func (s *Service) DeleteContainer(ctx context.Context, host, id string) error {
 		return err
 	}
 	m := graph.Member{Host: host, Container: id}
-	for {
+	_, err := retry(ctx, func() (struct{}, bool, error) {
 		var ids []string
 		if err := s.store.View(func(tx graph.Tx) error {
 			if _, err := graph.GetContainer(tx, host, id); err != nil {
@@ -450,25 +458,24 @@ func (s *Service) DeleteContainer(ctx context.Context, host, id string) error {
 			}
 			return err
 		}); err != nil {
-			return err
+			return struct{}{}, false, err
 		}
 		// Leave every CEN, each change committed as it succeeds so the
 		// graph always says what the kernel holds.
 		for _, cenID := range ids {
 			if _, err := s.changeMember(ctx, host, id, cenID, false); err != nil && !errors.Is(err, graph.ErrNotFound) {
-				return fmt.Errorf("remove container %q from CEN %s: %w", id, cenID, err)
+				return struct{}{}, false, fmt.Errorf("remove container %q from CEN %s: %w", id, cenID, err)
 			}
 		}
-		done, err := s.forgetContainer(m)
-		if done || err != nil {
-			return err
-		}
-	}
+		done, err := s.forgetContainer(ctx, m)
+		return struct{}{}, done, err
+	})
+	return err
 }
 
 // forgetContainer deletes a container in no CEN; done is false when it
 // joined one meanwhile.
-func (s *Service) forgetContainer(m graph.Member) (done bool, err error) {
+func (s *Service) forgetContainer(ctx context.Context, m graph.Member) (done bool, err error) {
 	defer s.locks.lock(ctrKey(m))()
 	var ctr *graph.Container
 	var cs []*graph.CEN
@@ -487,8 +494,8 @@ func (s *Service) forgetContainer(m graph.Member) (done bool, err error) {
 	// The namespace goes before the record: a crash in between leaves a
 	// record (whose namespace reconcile recreates), never an unknown
 	// namespace.
-	if ctr.Owned {
-		if err := netfab.DeleteNetns(ctr.Netns); err != nil {
+	if rt, err := s.runtimeOf(ctr); err == nil {
+		if err := rt.Release(ctx, ctr); err != nil {
 			return false, err
 		}
 	}

@@ -30,16 +30,22 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	}
 	ctrs := map[graph.Member]*graph.Container{}
 	var local []*graph.Container
-	var namespaces []string
 	for _, c := range all {
 		if c.Host == s.host {
 			ctrs[c.Member()] = c
 			local = append(local, c)
-			namespaces = append(namespaces, c.Netns)
 		}
 	}
-	if err := s.ensureNetns(ctx, local); err != nil {
+	// Containers as they are now: namespaces of leviathan's are made
+	// again, and members that stopped meanwhile are left unwired.
+	if err := s.refresh(ctx, local); err != nil {
 		return fmt.Errorf("reconcile: %w", err)
+	}
+	var namespaces []string
+	for _, c := range local {
+		if c.Running() {
+			namespaces = append(namespaces, c.Netns)
+		}
 	}
 	var desired []*netfab.CEN
 	for _, c := range cens {

@@ -23,6 +23,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid")
+	// ErrUnavailable says a service leviathan depends on (the Docker
+	// engine) does not answer; trying again later may work.
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // Wiring is how a CEN is realized: nothing, one veth pair, or a bridge.
@@ -35,11 +38,20 @@ const (
 	WiringBridge Wiring = "bridge"
 )
 
-// CEN states.
+// State is an object's state.
+type State string
+
+// CEN and CIN states.
 const (
-	StateDefined = "defined" // known, nothing in the kernel
-	StateMade    = "made"    // realized in the kernel
-	StateFailed  = "failed"  // the last make failed and was rolled back; Error says why
+	StateDefined State = "defined" // known, nothing in the kernel
+	StateMade    State = "made"    // realized in the kernel
+	StateFailed  State = "failed"  // the last make failed and was rolled back; Error says why
+)
+
+// Container states: whether its network namespace exists now.
+const (
+	StateRunning State = "running" // it runs: its CENs' links are in its namespace
+	StateStopped State = "stopped" // it does not run: it stays in its CENs, unwired
 )
 
 // Member is a container (or emulated VM) on a host.
@@ -63,7 +75,7 @@ type CEN struct {
 	IfName string `json:"ifname"`
 	// Group is the kernel link group marking every link of this CEN.
 	Group uint32 `json:"group"`
-	State string `json:"state"`
+	State State  `json:"state"`
 	Error string `json:"error,omitempty"`
 }
 
@@ -96,7 +108,15 @@ type Container struct {
 	// with the container.
 	Owned bool   `json:"owned"`
 	Tag   string `json:"tag,omitempty"`
+	// State says whether it runs, as its runtime last reported ("" for
+	// a record from before states: observed again before use).
+	State State  `json:"state,omitempty"`
+	Error string `json:"error,omitempty"`
 }
+
+// Running reports whether the container's namespace exists, as last
+// observed.
+func (c *Container) Running() bool { return c.State == StateRunning }
 
 // Member returns the container as a CEN member.
 func (c *Container) Member() Member { return Member{Host: c.Host, Container: c.ID} }
@@ -119,7 +139,7 @@ type CIN struct {
 	// with its member across destroy, make and restarts, and is freed
 	// when the member leaves the CEN or the CEN the CIN.
 	Addrs map[string]string `json:"addrs"`
-	State string            `json:"state"`
+	State State             `json:"state"`
 	Error string            `json:"error,omitempty"`
 }
 

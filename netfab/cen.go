@@ -20,7 +20,11 @@ type CEN struct {
 	Name      string // the bridge in the fabric, the interface in members
 	Group     uint32 // link group of every link of the CEN
 	BridgeMAC net.HardwareAddr
-	Ports     []Port
+	// Ports are the members that run now; Plan is the wiring of every
+	// member, running or not (taken from Ports when empty). A wire with
+	// one end absent holds nothing until that end runs again.
+	Plan  graph.Wiring
+	Ports []Port
 }
 
 // Port is one member's attachment to a CEN.
@@ -35,6 +39,9 @@ type Port struct {
 func (c *CEN) Wiring() graph.Wiring {
 	if c == nil {
 		return graph.WiringNone
+	}
+	if c.Plan != graph.WiringNone {
+		return c.Plan
 	}
 	return cen.Plan(len(c.Ports))
 }
@@ -186,7 +193,13 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 		}
 		if _, ok := stray[p.HostIf]; ok {
 			delete(stray, p.HostIf)
-			continue
+			live, err := f.portIsLive(c, p)
+			if err != nil {
+				return &MemberError{Member: p.Member, Err: err}
+			}
+			if live {
+				continue
+			}
 		}
 		made, err := f.addPort(c, br, p)
 		if err != nil {
@@ -256,6 +269,12 @@ func (f *Fabric) addPort(c *CEN, bridge int, p Port) (made bool, err error) {
 			return false, lerr
 		}
 		if l != nil && l.Attrs().Group == c.Group {
+			if live, err := f.portIsLive(c, p); err != nil || !live {
+				if err != nil {
+					return false, err
+				}
+				continue // a stale host end, deleted: create the pair again
+			}
 			a := l.Attrs()
 			if a.MasterIndex != bridge || a.Flags&net.FlagUp == 0 {
 				if err := f.c.setUpMaster(p.HostIf, bridge); err != nil {
@@ -272,9 +291,37 @@ func (f *Fabric) addPort(c *CEN, bridge int, p Port) (made bool, err error) {
 	}
 }
 
+// portIsLive reports whether a member's host end in the fabric still has
+// its other end in the member's namespace. It may not: a namespace that
+// is deleted takes its links with it only when the kernel gets to clean
+// it up, after the namespace is gone, and a restarted container has a new
+// namespace. A host end left like that is deleted here, to be made anew.
+func (f *Fabric) portIsLive(c *CEN, p Port) (bool, error) {
+	l, err := ownLink(p.Netns, c.Name, c.Group)
+	if err != nil || l != nil {
+		return l != nil, err
+	}
+	return false, f.c.delLink(p.HostIf)
+}
+
 // buildWire makes the kernel hold c's single veth pair between its two
 // members, adopting an existing one.
 func (f *Fabric) buildWire(c *CEN) error {
+	// A wire has nothing in the fabric: anything of the CEN's there is
+	// left from a bridge it was.
+	if err := f.c.delGroup(c.Group); err != nil {
+		return fmt.Errorf("CEN %s: %w", c.ID, err)
+	}
+	if len(c.Ports) < 2 {
+		// One end does not run: its end went with its namespace, and
+		// the other end, if left, is removed until both run.
+		for _, p := range c.Ports {
+			if err := removeOwn(p.Netns, c.Name, c.Group); err != nil {
+				return &MemberError{Member: p.Member, Err: err}
+			}
+		}
+		return nil
+	}
 	a, b := c.Ports[0], c.Ports[1]
 	for attempt := 0; ; attempt++ {
 		err := withNsFd(a.Netns, func(fa int) error {

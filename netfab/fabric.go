@@ -70,3 +70,19 @@ func openNs(path string) (int, error) {
 	}
 	return fd, nil
 }
+
+// NetnsPath is the path of the named network namespace name.
+func (f *Fabric) NetnsPath(name string) string { return NetnsPath(name) }
+
+// IsNetns reports whether path is a mounted network namespace.
+func (f *Fabric) IsNetns(path string) bool { return IsNetns(path) }
+
+// CreateNetns creates the named namespaces in paths that do not exist,
+// on two throwaway threads.
+func (f *Fabric) CreateNetns(ctx context.Context, paths []string) error {
+	return CreateNetns(ctx, paths, 2)
+}
+
+// DeleteNetns deletes a named namespace with its links; a missing one is
+// not an error.
+func (f *Fabric) DeleteNetns(path string) error { return DeleteNetns(path) }

@@ -457,3 +457,88 @@ func TestBasicAuth(t *testing.T) {
 		t.Fatalf("right password: %d", resp.StatusCode)
 	}
 }
+
+// A member whose namespace vanishes (a named namespace deleted, as a
+// Docker container's goes when it stops) leaves its CEN working: it is
+// shown stopped and wired again when it is back. A make that fails
+// leaves the kernel exactly as the graph says: nothing of the CEN.
+func TestVanishedMemberAndFailedRemake(t *testing.T) {
+	e := newEnv(t, Options{})
+	ktest.IP(t, "netns", "add", e.prefix+"gone")
+	e.must(200, "POST", "/cen/import", `{"cenList":[{"cenID":"trio","containerIDs":["a","b","gone"]}]}`, nil)
+	e.must(200, "POST", "/cen/make", `["trio"]`, nil)
+	e.check()
+
+	stateOf := func(e *env, cenID, member string) graph.State {
+		e.t.Helper()
+		var c core.CENView
+		e.must(200, "GET", "/cen/"+cenID, "", &c)
+		for _, m := range c.Each {
+			if m.Container == member {
+				return m.State
+			}
+		}
+		e.t.Fatalf("%s is not a member of %s: %+v", member, cenID, c)
+		return ""
+	}
+	t.Run("vanished member", func(t *testing.T) {
+		e := e.in(t)
+		ktest.IP(t, "netns", "del", e.prefix+"gone")
+		var res struct{ Results []core.Result }
+		e.must(200, "POST", "/cen/make", `["trio"]`, &res)
+		if res.Results[0].State != graph.StateMade {
+			t.Fatalf("make with a vanished member: %+v", res)
+		}
+		if s := stateOf(e, "trio", "gone"); s != graph.StateStopped {
+			t.Errorf("vanished member state %q, want stopped", s)
+		}
+		if s := stateOf(e, "trio", "a"); s != graph.StateRunning {
+			t.Errorf("member a state %q, want running", s)
+		}
+		e.check() // a bridge with the two ports that run
+		var v core.ContainerView
+		e.must(200, "GET", "/host/host1/a", "", &v)
+		if len(v.Interfaces) != 1 || v.Interfaces[0].CEN != "trio" {
+			t.Errorf("a's interfaces: %+v", v.Interfaces)
+		}
+	})
+	t.Run("back again", func(t *testing.T) {
+		e := e.in(t)
+		ktest.IP(t, "netns", "add", e.prefix+"gone")
+		e.must(200, "POST", "/cen/make", `["trio"]`, nil)
+		if s := stateOf(e, "trio", "gone"); s != graph.StateRunning {
+			t.Errorf("returned member state %q, want running", s)
+		}
+		e.check()
+	})
+	t.Run("failed remake", func(t *testing.T) {
+		e := e.in(t)
+		// b's end replaced by a foreign interface of the same name: the
+		// make fails, and then nothing of trio is left anywhere.
+		ktest.IP(t, "-n", e.prefix+"b", "link", "del", "trio")
+		ktest.IP(t, "-n", e.prefix+"b", "link", "add", "trio", "type", "bridge")
+		if s, b := e.do("POST", "/cen/make", `["trio"]`); s != http.StatusConflict || !strings.Contains(b, "member b") {
+			t.Fatalf("make: %d %s; want 409 naming member b", s, b)
+		}
+		var c core.CENView
+		e.must(200, "GET", "/cen/trio", "", &c)
+		if c.State != graph.StateFailed {
+			t.Fatalf("state %q, want failed", c.State)
+		}
+		e.check() // no bridge, no port, no end in a or gone
+		if l := ktest.Links(t, e.ns("b"))["trio"]; l.Kind != "bridge" {
+			t.Errorf("foreign interface changed: %+v", l)
+		}
+	})
+	t.Run("made as a wire after", func(t *testing.T) {
+		e := e.in(t)
+		e.must(200, "DELETE", "/host/host1/b/trio", "", nil)
+		e.must(200, "POST", "/cen/make", `["trio"]`, nil)
+		var c core.CENView
+		e.must(200, "GET", "/cen/trio", "", &c)
+		if c.Wiring == nil || *c.Wiring != "wire" {
+			t.Fatalf("wiring %v, want wire", c.Wiring)
+		}
+		e.check() // no bridge left in the fabric
+	})
+}

@@ -65,7 +65,7 @@ func (e *env) start() {
 		HostID:   "host1",
 		Store:    e.store,
 		Fabric:   e.fab,
-		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName}},
+		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +86,13 @@ func (e *env) stop() {
 	e.fab.Close()
 	e.store.Close()
 	e.srv = nil
+}
+
+// in returns the env for a subtest: failures end that subtest.
+func (e *env) in(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
 }
 
 func (e *env) restart() {
@@ -138,8 +145,12 @@ func (e *env) check() {
 	var want []ktest.CEN
 	for _, c := range cens {
 		k := ktest.CEN{IfName: c.IfName, Made: c.State == graph.StateMade}
-		for _, m := range c.Members {
-			k.Members = append(k.Members, e.ns(m))
+		for _, m := range c.Each {
+			if m.State == graph.StateStopped {
+				k.Stopped++
+				continue
+			}
+			k.Members = append(k.Members, e.ns(m.Container))
 		}
 		want = append(want, k)
 	}

@@ -65,7 +65,7 @@ func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		HostID:   cfg.HostID,
 		Store:    d.Store,
 		Fabric:   d.Fabric,
-		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: cfg.NetnsPrefix, Fabric: cfg.FabricNetns}},
+		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: cfg.NetnsPrefix, Fabric: cfg.FabricNetns, NS: d.Fabric}},
 		CINPool:  cfg.CINPool,
 		Log:      cfg.Log,
 	})
