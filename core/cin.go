@@ -186,12 +186,7 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 // Every CEN must exist and be in no other CIN; a CIN without a prefix of
 // its own gets the next free one from the pool.
 func (s *Service) ImportCINs(ctx context.Context, specs []cin.Spec) (ImportSummary, error) {
-	for {
-		sum, done, err := s.importCINsOnce(specs)
-		if done || err != nil {
-			return sum, err
-		}
-	}
+	return retry(ctx, func() (ImportSummary, bool, error) { return s.importCINsOnce(specs) })
 }
 
 // importCINsOnce locks the CINs with their CENs, old and new (the old
@@ -381,52 +376,64 @@ func (s *Service) ListCINs(ctx context.Context) ([]CINView, error) {
 
 // lockCINs locks CINs and their CENs (read without a lock, then checked
 // under it: a CIN whose CENs changed in between is locked again).
-func (s *Service) lockCINs(ids []string) (unlock func(), worlds []*cinWorld, err error) {
-	for {
-		var cenIDs []string
-		if err := s.store.View(func(tx graph.Tx) error {
-			cs, err := getAll(tx, "CIN", ids, graph.GetCIN)
-			for _, c := range cs {
-				cenIDs = append(cenIDs, c.CENs...)
-			}
-			return err
-		}); err != nil {
-			return nil, nil, err
-		}
-		keys := []string{}
-		for _, id := range ids {
-			keys = append(keys, cinKey(id))
-		}
-		for _, id := range cenIDs {
-			keys = append(keys, cenKey(id))
-		}
-		unlock = s.locks.lock(keys...)
-		worlds = worlds[:0]
-		var now []string
-		err := s.store.View(func(tx graph.Tx) error {
-			for _, id := range ids {
-				c, err := graph.GetCIN(tx, id)
-				if err != nil {
-					return err
-				}
-				now = append(now, c.CENs...)
-				w, err := loadCINWorld(tx, c)
-				if err != nil {
-					return err
-				}
-				worlds = append(worlds, w)
-			}
-			return nil
-		})
-		if err != nil {
-			unlock()
-			return nil, nil, err
-		}
-		if slices.Equal(now, cenIDs) {
-			return unlock, worlds, nil
-		}
-		unlock()
+func (s *Service) lockCINs(ctx context.Context, ids []string) (unlock func(), worlds []*cinWorld, err error) {
+	type locked struct {
+		unlock func()
+		worlds []*cinWorld
 	}
+	l, err := retry(ctx, func() (locked, bool, error) {
+		unlock, worlds, done, err := s.lockCINsOnce(ids)
+		return locked{unlock, worlds}, done, err
+	})
+	return l.unlock, l.worlds, err
+}
+
+// lockCINsOnce is one try of lockCINs; done is false when a CIN's CENs
+// changed between the read and the locks.
+func (s *Service) lockCINsOnce(ids []string) (unlock func(), worlds []*cinWorld, done bool, err error) {
+	var cenIDs []string
+	if err := s.store.View(func(tx graph.Tx) error {
+		cs, err := getAll(tx, "CIN", ids, graph.GetCIN)
+		for _, c := range cs {
+			cenIDs = append(cenIDs, c.CENs...)
+		}
+		return err
+	}); err != nil {
+		return nil, nil, false, err
+	}
+	keys := []string{}
+	for _, id := range ids {
+		keys = append(keys, cinKey(id))
+	}
+	for _, id := range cenIDs {
+		keys = append(keys, cenKey(id))
+	}
+	unlock = s.locks.lock(keys...)
+	var now []string
+	err = s.store.View(func(tx graph.Tx) error {
+		for _, id := range ids {
+			c, err := graph.GetCIN(tx, id)
+			if err != nil {
+				return err
+			}
+			now = append(now, c.CENs...)
+			w, err := loadCINWorld(tx, c)
+			if err != nil {
+				return err
+			}
+			worlds = append(worlds, w)
+		}
+		return nil
+	})
+	if err != nil {
+		unlock()
+		return nil, nil, false, err
+	}
+	if slices.Equal(now, cenIDs) {
+		return unlock, worlds, true, nil
+	}
+	unlock()
+	return nil, nil, false, nil
 }
 
 // MakeCINs addresses the members of CINs in the kernel. Every CEN of a
@@ -461,7 +468,7 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 	if err := validateIDs("CIN", ids); err != nil {
 		return nil, err
 	}
-	unlock, worlds, err := s.lockCINs(ids)
+	unlock, worlds, err := s.lockCINs(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -508,7 +515,7 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 	if err := graph.ValidateID("CIN", id); err != nil {
 		return err
 	}
-	unlock, worlds, err := s.lockCINs([]string{id})
+	unlock, worlds, err := s.lockCINs(ctx, []string{id})
 	if err != nil {
 		return err
 	}
