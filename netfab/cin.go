@@ -473,9 +473,9 @@ func (c *conn) setForwarding(index int, on bool) error {
 
 // ownAddrs lists the addresses marked as leviathan's in the conn's
 // namespace, by interface index.
-func (c *conn) ownAddrs() (map[int][]netip.Prefix, error) {
+func (c *conn) ownAddrs(ctx context.Context) (map[int][]netip.Prefix, error) {
 	out := map[int][]netip.Prefix{}
-	err := retryDump(func() error {
+	err := retryDump(ctx, func() error {
 		clear(out)
 		req := c.request(unix.RTM_GETADDR, unix.NLM_F_DUMP)
 		req.Flags &^= unix.NLM_F_ACK
@@ -568,11 +568,11 @@ func (f *Fabric) ReconcileCINs(ctx context.Context, desired []*CIN, namespaces [
 	}
 
 	errs := eachNetns(append([]string{f.path}, namespaces...), func(ns string, c *conn) error {
-		own, err := c.ownAddrs()
+		own, err := c.ownAddrs(ctx)
 		if err != nil {
 			return err
 		}
-		ls, err := c.links()
+		ls, err := c.links(ctx)
 		if err != nil {
 			return err
 		}

@@ -1,12 +1,15 @@
 package netfab
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,5 +75,41 @@ func BenchmarkDial(b *testing.B) {
 			b.Fatal(err)
 		}
 		c.Close()
+	}
+}
+
+func TestRetryDump(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name      string
+		ctx       context.Context
+		errs      []error // what each call returns; nil once they run out
+		wantCalls int
+		wantErr   error
+	}{
+		{"success", context.Background(), nil, 1, nil},
+		{"interrupted then done", context.Background(), []error{netlink.ErrDumpInterrupted, unix.EINTR, fmt.Errorf("dump: %w", unix.EBUSY), unix.EAGAIN}, 5, nil},
+		{"not transient", context.Background(), []error{unix.EPERM}, 1, unix.EPERM},
+		{"gives up", context.Background(), []error{unix.EBUSY, unix.EBUSY, unix.EBUSY, unix.EBUSY, unix.EBUSY, unix.EBUSY}, 5, unix.EBUSY},
+		{"ctx ends the wait", canceled, []error{unix.EINTR, unix.EINTR}, 1, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			err := retryDump(tt.ctx, func() error {
+				calls++
+				if calls <= len(tt.errs) {
+					return tt.errs[calls-1]
+				}
+				return nil
+			})
+			if calls != tt.wantCalls {
+				t.Errorf("calls = %d, want %d", calls, tt.wantCalls)
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -52,7 +52,7 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 	}
 
 	// The fabric: whole groups nobody wants go in one request each.
-	ls, err := f.c.links()
+	ls, err := f.c.links(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("reconcile: list fabric links: %w", err)
 	}
@@ -80,7 +80,7 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 
 	// Members' namespaces.
 	errs := eachNetns(namespaces, func(ns string, c *conn) error {
-		ls, err := c.links()
+		ls, err := c.links(ctx)
 		if err != nil {
 			return err
 		}
