@@ -67,7 +67,7 @@ func (f *Fabric) Apply(ctx context.Context, prev, next *CEN) error {
 	err := f.build(ctx, next)
 	if err != nil && pw != graph.WiringNone {
 		if rerr := f.build(context.WithoutCancel(ctx), prev); rerr != nil {
-			return fmt.Errorf("%w (restoring the previous wiring failed too: %v)", err, rerr)
+			return fmt.Errorf("%w (restoring the previous wiring failed too: %w)", err, rerr)
 		}
 	}
 	return err
@@ -217,7 +217,7 @@ func (f *Fabric) ensureBridge(c *CEN) (index int, created bool, err error) {
 	created = err == nil
 	l, err := f.c.linkByName(c.Name)
 	if err != nil || l == nil {
-		return 0, false, fmt.Errorf("CEN %s: bridge %q: %v", c.ID, c.Name, errOr(err, unix.ENODEV))
+		return 0, false, fmt.Errorf("CEN %s: bridge %q: %w", c.ID, c.Name, errOr(err, unix.ENODEV))
 	}
 	a := l.Attrs()
 	if l.Type() != "bridge" || a.Group != c.Group {

@@ -72,7 +72,7 @@ func (f *Fabric) ApplyCIN(ctx context.Context, prev, next *CIN, dirty func(Addre
 	err := f.applyCIN(ctx, prev, next, dirty)
 	if err != nil && next != nil {
 		if rerr := f.applyCIN(context.WithoutCancel(ctx), next, prev, nil); rerr != nil {
-			return fmt.Errorf("%w (restoring the previous addressing failed too: %v)", err, rerr)
+			return fmt.Errorf("%w (restoring the previous addressing failed too: %w)", err, rerr)
 		}
 	}
 	return err
@@ -192,7 +192,7 @@ func (f *Fabric) ensureCINTable(c *CIN) error {
 func (f *Fabric) ensureGateway(c *CIN, g Gateway) error {
 	l, err := f.c.linkByName(g.Bridge)
 	if err != nil || l == nil {
-		return fmt.Errorf("CIN %s: bridge %q: %v", c.ID, g.Bridge, errOr(err, unix.ENODEV))
+		return fmt.Errorf("CIN %s: bridge %q: %w", c.ID, g.Bridge, errOr(err, unix.ENODEV))
 	}
 	idx := l.Attrs().Index
 	if err := f.c.addAddr(idx, g.Addr); err != nil {
@@ -300,7 +300,7 @@ func (f *Fabric) ensureAddresses(ctx context.Context, prefix netip.Prefix, as []
 func (c *conn) ensureAddress(prefix netip.Prefix, a Address) error {
 	l, err := c.linkByName(a.IfName)
 	if err != nil || l == nil {
-		return fmt.Errorf("interface %q: %v", a.IfName, errOr(err, unix.ENODEV))
+		return fmt.Errorf("interface %q: %w", a.IfName, errOr(err, unix.ENODEV))
 	}
 	idx := l.Attrs().Index
 	if err := c.addAddr(idx, a.Addr); err != nil {
