@@ -53,7 +53,7 @@ func OpenBolt(dir string) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open store %s: held by another process (is another leviathan running with this --state-dir?)", path)
+			return nil, fmt.Errorf("open store %s: held by another process (is another leviathan running with this --state-dir?): %w", path, err)
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -73,7 +74,7 @@ func (f *Fabric) Apply(ctx context.Context, prev, next *CEN) error {
 	err := f.build(ctx, next)
 	if err != nil && pw != graph.WiringNone {
 		if rerr := f.build(context.WithoutCancel(ctx), prev); rerr != nil {
-			return fmt.Errorf("%w (restoring the previous wiring failed too: %v)", err, rerr)
+			return fmt.Errorf("%w (restoring the previous wiring failed too: %w)", err, rerr)
 		}
 	}
 	return err
@@ -120,7 +121,7 @@ func (f *Fabric) DestroyMany(ctx context.Context, cs []*CEN) error {
 			}
 		}
 	}
-	ls, err := f.c.links()
+	ls, err := f.c.links(ctx)
 	if err != nil {
 		return fmt.Errorf("destroy: list fabric links: %w", err)
 	}
@@ -184,7 +185,7 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 	stray := map[string]netlink.Link{}
 	if created {
 		u.push(func() error { return f.c.delGroup(c.Group) })
-	} else if stray, err = f.c.ports(br); err != nil {
+	} else if stray, err = f.c.ports(ctx, br); err != nil {
 		return fmt.Errorf("CEN %s: list ports: %w", c.ID, err)
 	}
 	for _, p := range c.Ports {
@@ -229,7 +230,7 @@ func (f *Fabric) ensureBridge(c *CEN) (index int, created bool, err error) {
 	created = err == nil
 	l, err := f.c.linkByName(c.Name)
 	if err != nil || l == nil {
-		return 0, false, fmt.Errorf("CEN %s: bridge %q: %v", c.ID, c.Name, errOr(err, unix.ENODEV))
+		return 0, false, fmt.Errorf("CEN %s: bridge %q: %w", c.ID, c.Name, errOr(err, unix.ENODEV))
 	}
 	a := l.Attrs()
 	if l.Type() != "bridge" || a.Group != c.Group {
@@ -415,9 +416,9 @@ func withNsFd(path string, fn func(fd int) error) error {
 
 // ports returns the links enslaved to the bridge with index master, by
 // name, filtered by the kernel.
-func (c *conn) ports(master int) (map[string]netlink.Link, error) {
+func (c *conn) ports(ctx context.Context, master int) (map[string]netlink.Link, error) {
 	out := map[string]netlink.Link{}
-	err := retryDump(func() error {
+	err := retryDump(ctx, func() error {
 		clear(out)
 		req := c.request(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 		req.Flags &^= unix.NLM_F_ACK
@@ -442,24 +443,42 @@ func (c *conn) ports(master int) (map[string]netlink.Link, error) {
 }
 
 // links dumps every link of the conn's namespace.
-func (c *conn) links() (ls []netlink.Link, err error) {
-	err = retryDump(func() error {
+func (c *conn) links(ctx context.Context) (ls []netlink.Link, err error) {
+	err = retryDump(ctx, func() error {
 		ls, err = c.h.LinkList()
 		return err
 	})
 	return ls, err
 }
 
-// retryDump retries a dump the kernel interrupted because the set changed
-// under it (transient by nature).
-func retryDump(fn func() error) error {
-	var err error
-	for range 5 {
-		if err = fn(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+// retryDump runs a dump again while it fails for a transient reason: the
+// set changed under it (the kernel interrupts such a dump), or a signal or
+// a busy kernel cut it short. It waits a little longer before each try,
+// a few times at most, and no longer than ctx allows.
+func retryDump(ctx context.Context, fn func() error) error {
+	const tries = 5
+	wait := time.Millisecond
+	for try := 1; ; try++ {
+		err := fn()
+		if err == nil || !transient(err) || try == tries {
 			return err
 		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (stopped retrying: %w)", err, context.Cause(ctx))
+		case <-t.C:
+		}
+		wait *= 2
 	}
-	return err
+}
+
+// transient reports whether a dump that failed with err may succeed if
+// tried again.
+func transient(err error) bool {
+	return errors.Is(err, netlink.ErrDumpInterrupted) || errors.Is(err, unix.EINTR) ||
+		errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EAGAIN)
 }
 
 func errOr(err, def error) error {

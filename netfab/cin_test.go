@@ -107,7 +107,7 @@ func TestCINRoutingAndIsolation(t *testing.T) {
 	}
 	for _, p := range ns[:6] {
 		err := withConn(p, func(c *conn) error {
-			own, err := c.ownAddrs()
+			own, err := c.ownAddrs(ctx)
 			if len(own) > 0 {
 				t.Errorf("%s keeps leviathan's addresses %v", p, own)
 			}

@@ -21,25 +21,29 @@ type conn struct {
 	raw *nl.SocketHandle
 }
 
-// dial opens a conn in the namespace at path without moving the calling
-// goroutine's thread for longer than socket creation takes.
+// dial opens a conn in the namespace at path. The sockets are created on
+// a thread moved into the namespace for no longer than that takes, and
+// never given back to the runtime in the wrong namespace (see atNetns).
 func dial(path string) (*conn, error) {
-	ns, err := netns.GetFromPath(path)
+	var c conn
+	err := atNetns(path, func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("netlink in %s: %w", path, err)
+		}
+		s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+		if err != nil {
+			h.Close()
+			return fmt.Errorf("netlink in %s: %w", path, err)
+		}
+		c = conn{h: h, raw: &nl.SocketHandle{Socket: s}}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open netns %s: %w", path, err)
+		return nil, err
 	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", path, err)
-	}
-	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
-	if err != nil {
-		h.Close()
-		return nil, fmt.Errorf("netlink in %s: %w", path, err)
-	}
-	s.SetExtAck(true)
-	return &conn{h: h, raw: &nl.SocketHandle{Socket: s}}, nil
+	c.raw.Socket.SetExtAck(true)
+	return &c, nil
 }
 
 func (c *conn) Close() {

@@ -1,6 +1,7 @@
 package netfab
 
 import (
+	"context"
 	"net"
 	"sort"
 
@@ -24,7 +25,8 @@ type LinkInfo struct {
 func ListLinks(path string) ([]LinkInfo, error) {
 	var out []LinkInfo
 	err := withConn(path, func(c *conn) error {
-		ls, err := c.links()
+		// No ctx to bound the retries of the dump by: they are few and short.
+		ls, err := c.links(context.Background())
 		if err != nil {
 			return err
 		}

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/leviathan-net/leviathan/cen"
+	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/graph"
 )
 
@@ -52,7 +57,7 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 	}
 
 	// The fabric: whole groups nobody wants go in one request each.
-	ls, err := f.c.links()
+	ls, err := f.c.links(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("reconcile: list fabric links: %w", err)
 	}
@@ -80,7 +85,7 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 
 	// Members' namespaces.
 	errs := eachNetns(namespaces, func(ns string, c *conn) error {
-		ls, err := c.links()
+		ls, err := c.links(ctx)
 		if err != nil {
 			return err
 		}
@@ -130,4 +135,91 @@ func applyEach[T any](ctx context.Context, desired []T, id func(T) string, apply
 		}
 	}
 	return nil
+}
+
+// ReconcileCINs makes the kernel hold exactly the desired CINs' addressing:
+// it removes leviathan's own addresses, routes and rules (by their
+// protocol mark and table range) that no desired CIN explains, in the
+// fabric and in the given member namespaces, then applies each desired
+// CIN. Run it after Reconcile, which recreates interfaces.
+func (f *Fabric) ReconcileCINs(ctx context.Context, desired []*CIN, namespaces []string) (ReconcileReport, error) {
+	rep := ReconcileReport{Failed: map[string]error{}}
+	tables := map[int]bool{}
+	rulesWanted := map[string]bool{} // "table|iif"
+	addrsWanted := map[string]map[string]bool{}
+	want := func(ns, ifname string, p netip.Prefix) {
+		if addrsWanted[ns] == nil {
+			addrsWanted[ns] = map[string]bool{}
+		}
+		addrsWanted[ns][ifname+"|"+p.String()] = true
+	}
+	for _, c := range desired {
+		if len(c.Gateways) > 0 {
+			tables[c.Table] = true
+		}
+		for _, g := range c.Gateways {
+			rulesWanted[fmt.Sprintf("%d|%s", c.Table, g.Bridge)] = true
+			want(f.path, g.Bridge, g.Addr)
+		}
+		for _, a := range c.Addresses {
+			want(a.Netns, a.IfName, a.Addr)
+		}
+	}
+
+	rules, err := f.c.h.RuleList(unix.AF_INET)
+	if err != nil {
+		return rep, fmt.Errorf("reconcile: list rules: %w", err)
+	}
+	for _, r := range rules {
+		if r.Protocol == Proto && !rulesWanted[fmt.Sprintf("%d|%s", r.Table, r.IifName)] {
+			if err := f.c.h.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
+				return rep, fmt.Errorf("reconcile: delete rule: %w", err)
+			}
+			rep.Removed++
+		}
+	}
+	routes, err := f.c.h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return rep, fmt.Errorf("reconcile: list routes: %w", err)
+	}
+	for _, r := range routes {
+		if cin.IsOwnTable(r.Table) && !tables[r.Table] {
+			if err := f.c.h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+				return rep, fmt.Errorf("reconcile: delete route: %w", err)
+			}
+			rep.Removed++
+		}
+	}
+
+	errs := eachNetns(append([]string{f.path}, namespaces...), func(ns string, c *conn) error {
+		own, err := c.ownAddrs(ctx)
+		if err != nil {
+			return err
+		}
+		ls, err := c.links(ctx)
+		if err != nil {
+			return err
+		}
+		names := linkNames(ls)
+		for idx, ps := range own {
+			for _, p := range ps {
+				if addrsWanted[ns][names[idx]+"|"+p.String()] {
+					continue
+				}
+				if err := c.delOwnRoutes(idx); err != nil {
+					return err
+				}
+				if err := c.delAddr(idx, p); err != nil {
+					return err
+				}
+				rep.Removed++
+			}
+		}
+		return nil
+	})
+
+	if err := applyEach(ctx, desired, func(c *CIN) string { return c.ID }, func(c *CIN) error { return f.ApplyCIN(ctx, nil, c, nil) }, rep.Failed); err != nil {
+		return rep, err
+	}
+	return rep, errs
 }
