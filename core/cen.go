@@ -57,6 +57,7 @@ func viewCEN(c *graph.CEN, ctrs map[graph.Member]*graph.Container) CENView {
 type Result struct {
 	CEN   string      `json:"cenID,omitempty"`
 	CIN   string      `json:"cinID,omitempty"`
+	CPool string      `json:"cpoolID,omitempty"`
 	State graph.State `json:"state"`
 	Error string      `json:"error,omitempty"`
 }

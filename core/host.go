@@ -107,10 +107,20 @@ func censOf(tx graph.Tx, m graph.Member) ([]*graph.CEN, error) {
 	return slices.DeleteFunc(all, func(c *graph.CEN) bool { return !c.HasMember(m) }), err
 }
 
+// Registration is what a container may be registered with.
+type Registration struct {
+	// Tag, when not nil, is the container's monitor tag ("" clears it).
+	Tag *string
+	// DefaultRouteCINs, when not nil, are the CINs whose gateway is to be
+	// its default route (only when it has none of its own).
+	DefaultRouteCINs []string
+}
+
 // RegisterContainer registers a container on a host, creating its network
 // namespace when the netns runtime owns it. Registering again updates the
 // tag when one is given; created says whether it was new.
-func (s *Service) RegisterContainer(ctx context.Context, host, id string, tag *string) (v ContainerView, created bool, err error) {
+func (s *Service) RegisterContainer(ctx context.Context, host, id string, r Registration) (v ContainerView, created bool, err error) {
+	tag := r.Tag
 	if err := s.checkHost(host); err != nil {
 		return v, false, err
 	}
@@ -140,6 +150,9 @@ func (s *Service) RegisterContainer(ctx context.Context, host, id string, tag *s
 	}
 	if tag != nil {
 		c.Tag = *tag
+	}
+	if r.DefaultRouteCINs != nil {
+		c.DefaultRouteCINs = slices.Clone(r.DefaultRouteCINs)
 	}
 	// Record first, then create: a crash in between leaves a record whose
 	// namespace reconcile creates, never a namespace nobody knows. A new

@@ -71,6 +71,12 @@ func (s *Service) StartJob(ctx context.Context, op string, ids []string) (Job, e
 	}); err != nil {
 		return Job{}, err
 	}
+	return s.StartFunc(ctx, op, ids, fn), nil
+}
+
+// StartFunc runs fn in the background as a job named op over ids, and
+// returns the job at once; fn's results and error are the job's.
+func (s *Service) StartFunc(ctx context.Context, op string, ids []string, fn func(context.Context, []string) ([]Result, error)) Job {
 	b := make([]byte, 8)
 	rand.Read(b)
 	j := &Job{ID: hex.EncodeToString(b), Op: op, IDs: ids, State: JobRunning, Started: time.Now().UTC(), Results: []Result{}}
@@ -102,7 +108,7 @@ func (s *Service) StartJob(ctx context.Context, op string, ids []string) (Job, e
 			j.State, j.Error = JobFailed, err.Error()
 		}
 	}()
-	return snap, nil
+	return snap
 }
 
 // GetJob returns a job's current state.

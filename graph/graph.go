@@ -112,6 +112,9 @@ type Container struct {
 	// a record from before states: observed again before use).
 	State State  `json:"state,omitempty"`
 	Error string `json:"error,omitempty"`
+	// DefaultRouteCINs are the CINs whose gateway is its default route
+	// (when it has none of its own): a CPool's default_route.
+	DefaultRouteCINs []string `json:"default_route_cins,omitempty"`
 }
 
 // Running reports whether the container's namespace exists, as last
@@ -156,15 +159,45 @@ func (c *CIN) HasCEN(id string) bool {
 	return false
 }
 
+// Pool states (and StateFailed: it cannot be kept at size, Error says
+// why, and it is tried again with backoff).
+const (
+	StatePending State = "pending" // launching toward its size
+	StateReady   State = "ready"   // at size: every container runs
+)
+
+// CPool is a pool of Docker containers launched from one image, kept at
+// its size, whose containers join CENs (and through them CINs).
+type CPool struct {
+	ID        string    `json:"id"`
+	Image     string    `json:"image"`
+	StartWith int       `json:"start_with"`
+	CINs      []PoolCIN `json:"cins"`
+	// Next numbers the pool's next container (its name is ID-N).
+	Next  int    `json:"next"`
+	State State  `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// PoolCIN is one entry of a pool's cins: the ID as the file gave it, the
+// CEN its containers join, and whether the gateway of the CIN over that
+// CEN is their default route.
+type PoolCIN struct {
+	ID           string `json:"id"`
+	CEN          string `json:"cen"`
+	DefaultRoute bool   `json:"default_route"`
+}
+
 // Bucket names.
 const (
 	bucketCENs       = "cens"
 	bucketContainers = "containers"
 	bucketCINs       = "cins"
+	bucketCPools     = "cpools"
 )
 
 // Buckets lists every bucket a Store must hold.
-var Buckets = []string{bucketCENs, bucketContainers, bucketCINs}
+var Buckets = []string{bucketCENs, bucketContainers, bucketCINs, bucketCPools}
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 
@@ -224,6 +257,24 @@ func CINOf(tx Tx, cenID string) (*CIN, error) {
 	}
 	return nil, err
 }
+
+// GetCPool reads one pool; ErrNotFound if there is none.
+func GetCPool(tx Tx, id string) (*CPool, error) {
+	var c CPool
+	if err := get(tx, bucketCPools, id, &c); err != nil {
+		return nil, fmt.Errorf("CPool %q: %w", id, err)
+	}
+	return &c, nil
+}
+
+// PutCPool writes a pool.
+func PutCPool(tx Tx, c *CPool) error { return put(tx, bucketCPools, c.ID, c) }
+
+// DeleteCPool removes a pool.
+func DeleteCPool(tx Tx, id string) error { return tx.Delete(bucketCPools, id) }
+
+// ListCPools returns every pool, ordered by ID.
+func ListCPools(tx Tx) ([]*CPool, error) { return list[CPool](tx, bucketCPools) }
 
 // GetContainer reads one container; ErrNotFound if there is none.
 func GetContainer(tx Tx, host, id string) (*Container, error) {

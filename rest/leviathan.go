@@ -173,7 +173,7 @@ func (s *Server) putContainer(c *gin.Context) (int, any, error) {
 			return 0, nil, graph.Errorf(graph.ErrInvalid, `want an empty body or {"tag":"..."}: %v`, err)
 		}
 	}
-	v, created, err := s.svc.RegisterContainer(s.opCtx, c.Param("hostId"), c.Param("containerId"), body.Tag)
+	v, created, err := s.svc.RegisterContainer(s.opCtx, c.Param("hostId"), c.Param("containerId"), core.Registration{Tag: body.Tag})
 	if created {
 		return http.StatusCreated, v, err
 	}
