@@ -53,6 +53,16 @@ type batch struct {
 	iov    []unix.Iovec
 	hs     []unix.Mmsghdr
 	bad    int // datagrams that were no frames, in the last read
+
+	// State of the system call in progress, for the poller callbacks
+	// below: they are bound once per batch, so that no call allocates
+	// a closure.
+	n, next, sent, bytes int
+	err                  error
+	wr                   [][]byte       // frames being written
+	whs                  []unix.Mmsghdr // headers in use
+	tapRead, tapWrite    func(uintptr) bool
+	udpRead, udpWrite    func(uintptr) bool
 }
 
 func newBatch(reads bool) *batch {
@@ -61,6 +71,8 @@ func newBatch(reads bool) *batch {
 		iov: make([]unix.Iovec, 2*batchLen),
 		hs:  make([]unix.Mmsghdr, 2*batchLen),
 	}
+	b.tapRead, b.tapWrite = b.readTAP, b.writeTAP
+	b.udpRead, b.udpWrite = b.readUDP, b.writeUDP
 	if reads {
 		mem := make([]byte, batchLen*maxFrame)
 		b.bufs = make([][]byte, batchLen)

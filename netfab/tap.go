@@ -1,7 +1,6 @@
 package netfab
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -163,54 +162,60 @@ func (t *TAP) Close() error { return t.f.Close() }
 // readFrames reads frames into b until the device has none left or the
 // batch is full, waiting in the poller for the first one.
 func (t *TAP) readFrames(b *batch) (int, error) {
-	n := 0
-	var rerr error
-	err := t.rc.Read(func(fd uintptr) bool {
-		for n < len(b.bufs) {
-			m, err := unix.Read(int(fd), b.bufs[n])
-			if err == unix.EAGAIN {
-				break
-			}
-			if err != nil {
-				if errors.Is(err, unix.EINTR) {
-					continue
-				}
-				rerr = err
-				return true
-			}
-			b.frames[n] = b.bufs[n][:m]
-			n++
-		}
-		return n > 0
-	})
-	if n > 0 {
-		return n, nil
+	b.n, b.err = 0, nil
+	err := t.rc.Read(b.tapRead)
+	if b.n > 0 {
+		return b.n, nil
 	}
 	if err == nil {
-		err = rerr
+		err = b.err
 	}
 	return 0, err
 }
 
+// readTAP is the poller callback of readFrames.
+func (b *batch) readTAP(fd uintptr) bool {
+	for b.n < len(b.bufs) {
+		m, err := unix.Read(int(fd), b.bufs[b.n])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			b.err = err
+			return true
+		}
+		b.frames[b.n] = b.bufs[b.n][:m]
+		b.n++
+	}
+	return b.n > 0
+}
+
 // writeFrames writes each frame, one write per frame (a TAP takes no
 // batches); a frame the device refuses is skipped.
-func (t *TAP) writeFrames(_ *batch, frames [][]byte) (sent, bytes int, err error) {
-	i := 0
-	err = t.rc.Write(func(fd uintptr) bool {
-		for i < len(frames) {
-			m, err := unix.Write(int(fd), frames[i])
-			switch err {
-			case nil:
-				sent++
-				bytes += m
-			case unix.EAGAIN:
-				return false
-			case unix.EINTR:
-				continue
-			}
-			i++
+func (t *TAP) writeFrames(b *batch, frames [][]byte) (sent, bytes int, err error) {
+	b.wr, b.next, b.sent, b.bytes = frames, 0, 0, 0
+	err = t.rc.Write(b.tapWrite)
+	b.wr = nil
+	return b.sent, b.bytes, err
+}
+
+// writeTAP is the poller callback of writeFrames.
+func (b *batch) writeTAP(fd uintptr) bool {
+	for b.next < len(b.wr) {
+		m, err := unix.Write(int(fd), b.wr[b.next])
+		switch err {
+		case nil:
+			b.sent++
+			b.bytes += m
+		case unix.EAGAIN:
+			return false
+		case unix.EINTR:
+			continue
 		}
-		return true
-	})
-	return sent, bytes, err
+		b.next++
+	}
+	return true
 }

@@ -151,26 +151,11 @@ func (u *UDPTunnel) Close() error { return u.c.Close() }
 // readFrames receives up to a batch of datagrams with one recvmmsg,
 // waiting in the poller for the first one.
 func (u *UDPTunnel) readFrames(b *batch) (int, error) {
-	hs := b.mmsgs(nil, nil)
-	n := 0
-	var rerr error
-	err := u.rc.Read(func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			n = int(r)
-			return true
-		case unix.EAGAIN:
-			return false
-		case unix.EINTR:
-			return false
-		default:
-			rerr = e
-			return true
-		}
-	})
+	b.whs = b.mmsgs(nil, nil)
+	b.n, b.err = 0, nil
+	err := u.rc.Read(b.udpRead)
 	if err == nil {
-		err = rerr
+		err = b.err
 	}
 	if err != nil {
 		return 0, err
@@ -178,15 +163,30 @@ func (u *UDPTunnel) readFrames(b *batch) (int, error) {
 	// A datagram longer than a buffer is cut short: not a frame to pass
 	// on. Frames shorter than an Ethernet header are no frames either.
 	k := 0
-	for i := 0; i < n; i++ {
-		if hs[i].Hdr.Flags&unix.MSG_TRUNC != 0 || hs[i].Len < ethHeaderLen {
+	for i, h := range b.whs[:b.n] {
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || h.Len < ethHeaderLen {
 			b.bad++
 			continue
 		}
-		b.frames[k] = b.bufs[i][:hs[i].Len]
+		b.frames[k] = b.bufs[i][:h.Len]
 		k++
 	}
 	return k, nil
+}
+
+// readUDP is the poller callback of readFrames.
+func (b *batch) readUDP(fd uintptr) bool {
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.whs[0])), uintptr(len(b.whs)), unix.MSG_DONTWAIT, 0, 0)
+	switch e {
+	case 0:
+		b.n = int(r)
+		return true
+	case unix.EAGAIN, unix.EINTR:
+		return false
+	default:
+		b.err = e
+		return true
+	}
 }
 
 // writeFrames sends frames to the remote with as few sendmmsg calls as
@@ -197,27 +197,31 @@ func (u *UDPTunnel) writeFrames(b *batch, frames [][]byte) (sent, bytes int, err
 	if r == nil {
 		return 0, 0, nil
 	}
-	hs := b.mmsgs(frames, r)
-	i := 0
-	err = u.rc.Write(func(fd uintptr) bool {
-		for i < len(hs) {
-			m, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hs[i])), uintptr(len(hs)-i), unix.MSG_DONTWAIT, 0, 0)
-			switch e {
-			case 0:
-				for _, h := range hs[i : i+int(m)] {
-					bytes += int(h.Len)
-				}
-				sent += int(m)
-				i += int(m)
-			case unix.EAGAIN:
-				return false
-			case unix.EINTR:
-			default:
-				// sendmmsg fails only on its first message: skip it.
-				i++
+	b.whs = b.mmsgs(frames, r)
+	b.next, b.sent, b.bytes = 0, 0, 0
+	err = u.rc.Write(b.udpWrite)
+	return b.sent, b.bytes, err
+}
+
+// writeUDP is the poller callback of writeFrames.
+func (b *batch) writeUDP(fd uintptr) bool {
+	hs := b.whs
+	for b.next < len(hs) {
+		m, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hs[b.next])), uintptr(len(hs)-b.next), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			for _, h := range hs[b.next : b.next+int(m)] {
+				b.bytes += int(h.Len)
 			}
+			b.sent += int(m)
+			b.next += int(m)
+		case unix.EAGAIN:
+			return false
+		case unix.EINTR:
+		default:
+			// sendmmsg fails only on its first message: skip it.
+			b.next++
 		}
-		return true
-	})
-	return sent, bytes, err
+	}
+	return true
 }
