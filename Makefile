@@ -20,9 +20,10 @@ test: deps ## vet, format check and every test, with the race detector (kernel t
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-bench: deps ## CEN/CIN speed against one ip process per operation; monitor fan-out latency (root)
+bench: deps ## CEN/CIN speed against one ip process per operation; monitor fan-out latency; relay against socat (root)
 	$(GO) run ./bench
 	$(GO) run ./bench/monitor
+	$(GO) run ./bench/relay
 
 lint: ## gofmt, go vet, staticcheck and a tidy go.mod
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
