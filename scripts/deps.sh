@@ -3,7 +3,7 @@
 # machine, idempotently: it only calls apt-get for packages not yet there.
 set -euo pipefail
 
-pkgs=(iproute2 iputils-ping util-linux curl)
+pkgs=(iproute2 iputils-ping util-linux curl vpcs)
 need=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
