@@ -173,7 +173,7 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 					s.Addresses[i].Route, s.Addresses[i].DefaultRoute = false, false
 				}
 				addr.Route, addr.Via = true, gw
-				addr.DefaultRoute = (c.DefaultRoute || slices.Contains(w.ctrs[m].DefaultRouteCINs, c.ID)) && gw.IsValid()
+				addr.DefaultRoute = (c.DefaultRoute || slices.Contains(w.ctrs[m].DefaultRouteCENs, id)) && gw.IsValid()
 				routed[ns] = len(s.Addresses)
 			}
 			s.Addresses = append(s.Addresses, addr)

@@ -111,9 +111,9 @@ func censOf(tx graph.Tx, m graph.Member) ([]*graph.CEN, error) {
 type Registration struct {
 	// Tag, when not nil, is the container's monitor tag ("" clears it).
 	Tag *string
-	// DefaultRouteCINs, when not nil, are the CINs whose gateway is to be
-	// its default route (only when it has none of its own).
-	DefaultRouteCINs []string
+	// DefaultRouteCENs, when not nil, are the CENs whose CIN's gateway is
+	// to be its default route (only when it has none of its own).
+	DefaultRouteCENs []string
 }
 
 // RegisterContainer registers a container on a host, creating its network
@@ -151,8 +151,8 @@ func (s *Service) RegisterContainer(ctx context.Context, host, id string, r Regi
 	if tag != nil {
 		c.Tag = *tag
 	}
-	if r.DefaultRouteCINs != nil {
-		c.DefaultRouteCINs = slices.Clone(r.DefaultRouteCINs)
+	if r.DefaultRouteCENs != nil {
+		c.DefaultRouteCENs = slices.Clone(r.DefaultRouteCENs)
 	}
 	// Record first, then create: a crash in between leaves a record whose
 	// namespace reconcile creates, never a namespace nobody knows. A new

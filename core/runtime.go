@@ -21,6 +21,9 @@ type Sandbox struct {
 	// can be made. A member that is not running is kept in its CENs and
 	// wired when it runs again.
 	Running bool
+	// Error says why a container does not run, when the runtime knows
+	// (it exited with a code, it was removed, the engine is gone).
+	Error string
 }
 
 // Runtime finds containers' network namespaces and tells, when asked,
@@ -193,8 +196,8 @@ func (s *Service) observe(ctx context.Context, ctrs []*graph.Container) (changed
 		for i, c := range cs {
 			sb := sbs[i]
 			st := runState(sb.Running)
-			if st != c.State || (sb.Running && sb.Netns != c.Netns) {
-				c.State, c.Error = st, ""
+			if st != c.State || (sb.Running && sb.Netns != c.Netns) || sb.Error != c.Error {
+				c.State, c.Error = st, sb.Error
 				if sb.Netns != "" {
 					c.Netns = sb.Netns
 				}

@@ -112,9 +112,9 @@ type Container struct {
 	// a record from before states: observed again before use).
 	State State  `json:"state,omitempty"`
 	Error string `json:"error,omitempty"`
-	// DefaultRouteCINs are the CINs whose gateway is its default route
-	// (when it has none of its own): a CPool's default_route.
-	DefaultRouteCINs []string `json:"default_route_cins,omitempty"`
+	// DefaultRouteCENs are the CENs whose CIN's gateway is its default
+	// route (when it has none of its own): a CPool's default_route.
+	DefaultRouteCENs []string `json:"default_route_cens,omitempty"`
 }
 
 // Running reports whether the container's namespace exists, as last
