@@ -3,7 +3,8 @@
 # machine, idempotently: it only calls apt-get for packages not yet there.
 set -euo pipefail
 
-pkgs=(iproute2 iputils-ping util-linux curl)
+# docker.io and busybox-static: the Docker tests' engine and their image.
+pkgs=(iproute2 iputils-ping util-linux curl docker.io busybox-static)
 need=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
