@@ -38,6 +38,10 @@ const (
 	watchBackoffMax = 5 * time.Second
 )
 
+// watchSettle is how long a new event stream must stay up before Watch
+// trusts it.
+const watchSettle = 100 * time.Millisecond
+
 // eventAttrs are the attributes the engine adds to a container's labels in
 // its events.
 var eventAttrs = map[string]bool{"name": true, "image": true, "exitCode": true, "execDuration": true}
@@ -98,12 +102,16 @@ func (e *Engine) watchOnce(ctx context.Context, opts events.ListOptions, fn func
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msgs, errs := e.cli.Events(ctx, opts)
-	// Events returns once the engine has answered the request, or failed
-	// to: a failure is already waiting in errs.
+	// Events returns once the engine has answered the request or failed
+	// to, but it reports a failure just after returning: the stream is
+	// taken as up when no failure follows within watchSettle. Events that
+	// come meanwhile wait in the stream.
+	settle := time.NewTimer(watchSettle)
+	defer settle.Stop()
 	select {
 	case err := <-errs:
 		return wrap(err, nil, "docker events")
-	default:
+	case <-settle.C:
 	}
 	up()
 	fn(Event{Kind: EventResync})
