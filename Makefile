@@ -15,10 +15,10 @@ deps: ## install the Debian packages leviathan needs (idempotent; root)
 build: ## build bin/leviathan
 	$(GO) build -o $(BIN) ./cmd/leviathan
 
-test: deps ## vet, format check and every test, with the race detector (kernel tests need root)
+test: deps ## vet, format check and every test, with the race detector and a Docker engine (root)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
-	$(GO) test -race -count=1 -timeout 20m ./...
+	scripts/with-dockerd.sh $(GO) test -race -count=1 -timeout 20m ./...
 
 bench: deps ## CEN/CIN speed against one ip process per operation; monitor fan-out latency; relay against socat (root)
 	$(GO) run ./bench

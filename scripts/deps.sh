@@ -3,7 +3,9 @@
 # machine, idempotently: it only calls apt-get for packages not yet there.
 set -euo pipefail
 
-pkgs=(iproute2 iputils-ping util-linux curl vpcs)
+# vpcs: the emulated VMs; docker.io and busybox-static: the Docker tests'
+# engine and their image.
+pkgs=(iproute2 iputils-ping util-linux curl vpcs docker.io busybox-static)
 need=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -18,6 +18,7 @@ import (
 var owners = map[string]string{
 	"github.com/vishvananda/":                           "netfab",
 	"github.com/docker/docker":                          "cpool",
+	"github.com/containerd/":                            "cpool", // the Docker client's errors
 	"github.com/gin-gonic/gin":                          "rest",
 	"github.com/coder/websocket":                        "monitor",
 	"go.etcd.io/bbolt":                                  "graph",
