@@ -41,6 +41,9 @@ const (
 	ActionContainerLeft    Action = "container.left"
 	ActionContainerStarted Action = "container.started" // its namespace came (back): its CENs wire it
 	ActionContainerStopped Action = "container.stopped" // it stopped: its links left the kernel
+	ActionCPoolCreated     Action = "cpool.created"
+	ActionCPoolUpdated     Action = "cpool.updated" // its state, size or members changed
+	ActionCPoolDeleted     Action = "cpool.deleted"
 	ActionVMCreated        Action = "vm.created"
 	ActionVMStarted        Action = "vm.started"
 	ActionVMStopped        Action = "vm.stopped"
@@ -78,6 +81,7 @@ type CINAddresses struct {
 type ObjectEvent struct {
 	CEN       string `json:"cenID,omitempty"`
 	CIN       string `json:"cinID,omitempty"`
+	CPool     string `json:"cpoolID,omitempty"`
 	Host      string `json:"hostID,omitempty"`
 	Container string `json:"containerID,omitempty"`
 	State     string `json:"state,omitempty"`

@@ -13,10 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/leviathan-net/leviathan/core"
+	"github.com/leviathan-net/leviathan/cpool"
+	"github.com/leviathan-net/leviathan/cpool/dockerrt"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/ktest"
 	"github.com/leviathan-net/leviathan/netfab"
@@ -35,12 +38,21 @@ type env struct {
 	svc    *core.Service
 	srv    *httptest.Server
 	opts   Options
+	// eng, when set, makes Docker a runtime and serves CPools.
+	eng   *dockerrt.Engine
+	pools *cpool.Manager
 }
 
 func newEnv(t *testing.T, o Options) *env {
 	t.Helper()
+	return newEnvWith(t, o, nil)
+}
+
+// newEnvWith is newEnv with Docker as a runtime when eng is not nil.
+func newEnvWith(t *testing.T, o Options, eng *dockerrt.Engine) *env {
+	t.Helper()
 	ktest.NeedRoot(t)
-	e := &env{t: t, prefix: ktest.Prefix(t), dir: t.TempDir(), opts: o}
+	e := &env{t: t, prefix: ktest.Prefix(t), dir: t.TempDir(), opts: o, eng: eng}
 	e.start()
 	t.Cleanup(func() {
 		e.stop()
@@ -61,11 +73,16 @@ func (e *env) start() {
 	if e.fab, err = netfab.OpenFabric(context.Background(), fabName); err != nil {
 		t.Fatal(err)
 	}
+	var runtimes []core.Runtime
+	if e.eng != nil {
+		runtimes = append(runtimes, cpool.NewRuntime(e.eng))
+	}
+	runtimes = append(runtimes, &core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab})
 	e.svc, err = core.New(core.Options{
 		HostID:   "host1",
 		Store:    e.store,
 		Fabric:   e.fab,
-		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab}},
+		Runtimes: runtimes,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +90,13 @@ func (e *env) start() {
 	if err := e.svc.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(New(context.Background(), e.svc, e.opts))
+	o := e.opts
+	if e.eng != nil {
+		e.pools = cpool.New(cpool.Options{Engine: e.eng, Service: e.svc, Store: e.store, Host: "host1", Resync: time.Second})
+		e.pools.Start()
+		o.Pools = e.pools
+	}
+	e.srv = httptest.NewServer(New(context.Background(), e.svc, o))
 }
 
 // stop drops the server without any orderly shutdown of leviathan's
@@ -83,6 +106,10 @@ func (e *env) stop() {
 		return
 	}
 	e.srv.Close()
+	if e.pools != nil {
+		e.pools.Close()
+		e.pools = nil
+	}
 	e.fab.Close()
 	e.store.Close()
 	e.srv = nil

@@ -38,6 +38,7 @@ type serveConfig struct {
 	logLevel    string
 	cinPool     string
 	cinLen      int
+	docker      bool
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -54,6 +55,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.cinPool, "cin-pool", "", "IPv4 network CINs get their prefixes from (default: the n-th CIN gets 10.(10+n).0.0/16)")
+	fs.BoolVar(&cfg.docker, "docker", true, "use the Docker engine that DOCKER_HOST (default unix:///var/run/docker.sock) names, when it answers: Docker containers as members, and CPools")
 	fs.IntVar(&cfg.cinLen, "cin-prefix-len", 0, "length of the prefixes cut from --cin-pool (default 16, or the pool's own length if longer)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -106,6 +108,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		FabricNetns: cfg.fabricNetns,
 		NetnsPrefix: cfg.netnsPrefix,
 		CINPool:     pool,
+		Docker:      cfg.docker,
 		Rest:        rest.Options{Auth: cfg.auth},
 		Log:         log,
 	})

@@ -85,6 +85,15 @@ func (e *Engine) Run(ctx context.Context, s RunSpec) (c Container, err error) {
 	return c, nil
 }
 
+// Start starts a container that exists and does not run (a pool's
+// container that stopped or died); one that runs already is not an error.
+func (e *Engine) Start(ctx context.Context, id string) error {
+	if err := e.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return wrap(err, ErrNoContainer, "start docker container %q", id)
+	}
+	return nil
+}
+
 // Remove force-removes a container (stopping it first if it runs) with its
 // anonymous volumes. A container that is not there is not an error.
 func (e *Engine) Remove(ctx context.Context, id string) error {

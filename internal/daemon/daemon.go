@@ -9,12 +9,15 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 
 	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/core"
+	"github.com/leviathan-net/leviathan/cpool"
+	"github.com/leviathan-net/leviathan/cpool/dockerrt"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/netfab"
 	"github.com/leviathan-net/leviathan/rest"
@@ -27,7 +30,11 @@ type Config struct {
 	FabricNetns string
 	NetnsPrefix string
 	CINPool     cin.Pool // cin.DefaultPool when zero
-	Rest        rest.Options
+	// Docker uses the engine the Docker client's environment names, when
+	// it answers: Docker members and CPools. Without one they are
+	// unavailable and everything else works.
+	Docker bool
+	Rest   rest.Options
 	Log         *slog.Logger
 }
 
@@ -36,6 +43,8 @@ type Daemon struct {
 	Store   *graph.BoltStore
 	Fabric  *netfab.Fabric
 	Service *core.Service
+	Engine  *dockerrt.Engine // nil without Docker
+	Pools   *cpool.Manager
 	// Handler serves the API.
 	Handler http.Handler
 	cancel  context.CancelFunc
@@ -61,11 +70,27 @@ func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	if d.Fabric, err = netfab.OpenFabric(ctx, cfg.FabricNetns); err != nil {
 		return nil, err
 	}
+	// A container ID names a Docker container first, when an engine
+	// answers, else a network namespace (DESIGN.md decision 2).
+	var runtimes []core.Runtime
+	if cfg.Docker {
+		d.Engine, err = dockerrt.Open(ctx, cfg.Log)
+		switch {
+		case errors.Is(err, dockerrt.ErrUnavailable):
+			cfg.Log.Warn("no Docker engine: Docker members and CPools are unavailable", "err", err)
+		case err != nil:
+			return nil, fmt.Errorf("docker: %w", err)
+		default:
+			runtimes = append(runtimes, cpool.NewRuntime(d.Engine))
+			cfg.Log.Info("docker engine", "host", d.Engine.Host(), "api_version", d.Engine.APIVersion())
+		}
+	}
+	runtimes = append(runtimes, &core.NetnsRuntime{Prefix: cfg.NetnsPrefix, Fabric: cfg.FabricNetns, NS: d.Fabric})
 	d.Service, err = core.New(core.Options{
 		HostID:   cfg.HostID,
 		Store:    d.Store,
 		Fabric:   d.Fabric,
-		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: cfg.NetnsPrefix, Fabric: cfg.FabricNetns, NS: d.Fabric}},
+		Runtimes: runtimes,
 		CINPool:  cfg.CINPool,
 		Log:      cfg.Log,
 	})
@@ -81,6 +106,11 @@ func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	if cfg.Rest.Log == nil {
 		cfg.Rest.Log = cfg.Log
 	}
+	if d.Engine != nil {
+		d.Pools = cpool.New(cpool.Options{Engine: d.Engine, Service: d.Service, Store: d.Store, Host: cfg.HostID, Log: cfg.Log})
+		d.Pools.Start()
+		cfg.Rest.Pools = d.Pools
+	}
 	d.Handler = rest.New(opCtx, d.Service, cfg.Rest)
 	return d, nil
 }
@@ -91,8 +121,14 @@ func (d *Daemon) Close() {
 	if d.cancel != nil {
 		d.cancel()
 	}
+	if d.Pools != nil {
+		d.Pools.Close()
+	}
 	if d.Service != nil {
 		d.Service.Wait()
+	}
+	if d.Engine != nil {
+		d.Engine.Close()
 	}
 	if d.Fabric != nil {
 		d.Fabric.Close()
