@@ -207,7 +207,9 @@ func (m *Manager) syncMembers(ctx context.Context, refs map[string]bool) error {
 		if c.Runtime != graph.RuntimeDocker {
 			continue
 		}
-		if refs[c.ID] || slices.ContainsFunc(slices.Collect(mapsKeys(refs)), func(r string) bool { return len(c.ID) >= dockerrt.MinPrefix && len(r) > len(c.ID) && r[:len(c.ID)] == c.ID }) {
+		if refs[c.ID] || slices.ContainsFunc(slices.Collect(mapsKeys(refs)), func(r string) bool {
+			return len(c.ID) >= dockerrt.MinPrefix && len(r) > len(c.ID) && r[:len(c.ID)] == c.ID
+		}) {
 			ids = append(ids, c.ID)
 		}
 	}

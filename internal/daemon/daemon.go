@@ -35,7 +35,7 @@ type Config struct {
 	// unavailable and everything else works.
 	Docker bool
 	Rest   rest.Options
-	Log         *slog.Logger
+	Log    *slog.Logger
 }
 
 // Daemon is an assembled leviathan.
