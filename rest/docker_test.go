@@ -335,6 +335,20 @@ func TestCPool(t *testing.T) {
 		}
 		e.check()
 	})
+	t.Run("async", func(t *testing.T) {
+		e := e.in(t)
+		p2 := name + "pool2"
+		var j core.Job
+		e.must(202, "POST", "/cpool?async=true", fmt.Sprintf(`{"cpoolList":[{"cpoolID":%q,"type":%q,"start_with":2,"cins":[{"cinID":"cen1"}]}]}`, p2, image), &j)
+		eventually(t, 30*time.Second, func() string {
+			e.must(200, "GET", "/jobs/"+j.ID, "", &j)
+			if j.State != core.JobDone || len(j.Results) != 1 || j.Results[0].CPool != p2 || j.Results[0].State != graph.StateReady {
+				return fmt.Sprintf("job: %+v", j)
+			}
+			return ""
+		})
+		e.must(204, "DELETE", "/cpool/"+p2, "", nil)
+	})
 }
 
 // Bad CPool files are refused whole, and what cannot work says why.
