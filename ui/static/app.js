@@ -30,7 +30,8 @@
       { selector: 'node.cen', style: { 'shape': 'hexagon', 'width': 30, 'height': 30 } },
       { selector: 'node.cin, node.host', style: {
         'background-opacity': 0.06, 'border-style': 'dashed', 'border-color': (n) => colours[n.data('state')] || '#888',
-        'border-width': 2, 'text-valign': 'top', 'text-halign': 'center', 'font-weight': 'bold', 'padding': 14 } },
+        'border-width': 2, 'text-valign': 'top', 'text-halign': 'center', 'font-weight': 'bold', 'padding': 14,
+        'text-background-color': '#fafafa', 'text-background-opacity': 1, 'text-margin-y': -2 } },
       { selector: 'node.host', style: { 'border-style': 'dotted', 'background-color': '#1f2d3d' } },
       { selector: 'edge', style: {
         'width': 2, 'line-color': '#789', 'curve-style': 'bezier', 'label': 'data(label)', 'font-size': 9,
