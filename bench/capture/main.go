@@ -166,13 +166,13 @@ func cleanup(prefix string) {
 }
 
 type result struct {
-	size                int
-	capture             string
-	secs                float64
-	sent, delivered     uint64
-	levGot, levDrop     uint64
-	tdGot, tdDrop       uint64
-	levOn, tdOn, failed bool
+	size            int
+	capture         string
+	secs            float64
+	sent, delivered uint64
+	levGot, levDrop uint64
+	tdGot, tdDrop   uint64
+	levOn, tdOn     bool
 }
 
 // measure runs one case: the captures asked for, then the sender for d.
