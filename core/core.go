@@ -189,16 +189,6 @@ func uniqueContainers(cs []*graph.Container) []*graph.Container {
 	})
 }
 
-// putContainers writes containers.
-func putContainers(tx graph.Tx, cs []*graph.Container) error {
-	for _, c := range cs {
-		if err := graph.PutContainer(tx, c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // containersOf reads the containers of the given members.
 func containersOf(tx graph.Tx, ms []graph.Member, into map[graph.Member]*graph.Container) error {
 	for _, m := range ms {

@@ -3,7 +3,6 @@ package cpool
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -250,9 +249,4 @@ func mapsKeys(m map[string]bool) func(func(string) bool) {
 			}
 		}
 	}
-}
-
-// errorf is fmt.Errorf for messages that name a pool.
-func errorf(p string, format string, args ...any) error {
-	return fmt.Errorf("CPool %s: "+format, append([]any{p}, args...)...)
 }
