@@ -183,7 +183,9 @@ func (s *Service) RegisterContainer(ctx context.Context, host, id string, r Regi
 	}
 	if err := s.refresh(ctx, []*graph.Container{c}); err != nil {
 		if created {
-			s.store.Update(func(tx graph.Tx) error { return graph.DeleteContainer(tx, host, id) })
+			if derr := s.store.Update(func(tx graph.Tx) error { return graph.DeleteContainer(tx, host, id) }); derr != nil {
+				err = fmt.Errorf("%w (and forgetting it failed: %w)", err, derr)
+			}
 		}
 		return v, false, err
 	}
@@ -332,6 +334,26 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		}
 		ctrs[m] = fresh
 	}
+	// A container this change registers on a made CEN is recorded before
+	// its runtime makes anything for it (a crash in between leaves a
+	// record that reconcile completes, never a namespace nobody knows),
+	// and forgotten again, with what was made for it, if the change fails.
+	if fresh != nil && c.State == graph.StateMade {
+		if err := s.store.Update(func(tx graph.Tx) error { return graph.PutContainer(tx, fresh) }); err != nil {
+			return v, true, err
+		}
+		defer func() {
+			if err == nil {
+				return
+			}
+			if rt, rerr := s.runtimeOf(fresh); rerr == nil {
+				rt.Release(context.WithoutCancel(ctx), fresh)
+			}
+			if derr := s.store.Update(func(tx graph.Tx) error { return graph.DeleteContainer(tx, m.Host, m.Container) }); derr != nil {
+				s.log.Warn("forgetting a container whose joining failed", "container", m.Container, "err", derr)
+			}
+		}()
+	}
 	// The joining or leaving member as it is now: it is wired only if it
 	// runs (a namespace of leviathan's is created first).
 	var observed []*graph.Container
@@ -370,10 +392,10 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		} else {
 			delete(ncin.Addrs, graph.AddrKey(cenID, m)) // leaving frees it
 		}
-		if err := s.applyMemberChange(ctx, c, nc, ctrs, w, nw, fresh); err != nil {
+		if err := s.applyMemberChange(ctx, c, nc, ctrs, w, nw); err != nil {
 			return v, true, err
 		}
-	} else if err := s.applyMemberChange(ctx, c, nc, ctrs, nil, nil, fresh); err != nil {
+	} else if err := s.applyMemberChange(ctx, c, nc, ctrs, nil, nil); err != nil {
 		return v, true, err
 	}
 
@@ -415,20 +437,11 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 // applyMemberChange makes the kernel follow a membership change of a made
 // CEN (c → nc), and of the made CIN it is in (w → nw), undoing the CEN
 // change when the CIN's fails.
-func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs map[graph.Member]*graph.Container, w, nw *cinWorld, fresh *graph.Container) error {
+func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs map[graph.Member]*graph.Container, w, nw *cinWorld) error {
 	if c.State != graph.StateMade {
 		return nil
 	}
-	fail := func(err error) error {
-		if fresh != nil {
-			// A container this change registered is forgotten again:
-			// what its runtime made for it goes too.
-			if rt, rerr := s.runtimeOf(fresh); rerr == nil {
-				rt.Release(context.WithoutCancel(ctx), fresh)
-			}
-		}
-		return fmt.Errorf("CEN %s: %w", c.ID, err)
-	}
+	fail := func(err error) error { return fmt.Errorf("CEN %s: %w", c.ID, err) }
 	if err := s.fab.Apply(ctx, spec(c, ctrs), spec(nc, ctrs)); err != nil {
 		return fail(err)
 	}

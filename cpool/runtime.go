@@ -24,14 +24,18 @@ func NewRuntime(eng *dockerrt.Engine) *Runtime { return &Runtime{eng: eng} }
 // Name implements core.Runtime.
 func (r *Runtime) Name() string { return graph.RuntimeDocker }
 
-// Lookup implements core.Runtime. An ID that names no Docker container,
-// or an engine that does not answer, is not this runtime's: the ID goes
-// on to the netns runtime, as DESIGN.md orders them.
+// Lookup implements core.Runtime. An ID that names no Docker container
+// is not this runtime's: it goes on to the netns runtime, as DESIGN.md
+// orders them. An engine that stopped answering cannot tell, so the ID is
+// refused (503) rather than guessed: a Docker container taken for a new
+// namespace would stay one after the engine is back.
 func (r *Runtime) Lookup(ctx context.Context, id string) (core.Sandbox, bool, error) {
 	c, err := r.eng.Lookup(ctx, id)
 	switch {
-	case errors.Is(err, dockerrt.ErrNoContainer), errors.Is(err, dockerrt.ErrUnavailable):
+	case errors.Is(err, dockerrt.ErrNoContainer):
 		return core.Sandbox{}, false, nil
+	case errors.Is(err, dockerrt.ErrUnavailable):
+		return core.Sandbox{}, false, graph.Errorf(graph.ErrUnavailable, "cannot tell whether %q is a Docker container: %w (leviathan serve --docker=false runs without Docker)", id, err)
 	case errors.Is(err, dockerrt.ErrAmbiguous):
 		return core.Sandbox{}, false, graph.Errorf(graph.ErrConflict, "%w", err)
 	case err != nil:

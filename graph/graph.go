@@ -1,5 +1,5 @@
 // Package graph owns leviathan's model: the typed objects users describe
-// (CENs, containers, later CINs) with their desired and observed state, and
+// (CENs, CINs, containers, CPools) with their desired and observed state, and
 // the Store that persists them.
 //
 // Every change is one Store transaction: a caller reads what it needs and

@@ -1,6 +1,7 @@
 // Package netfab is the only package that touches the kernel: network
-// namespaces, bridges, veth pairs (and later TAPs, addresses and routes),
-// all through netlink from namespace-bound sockets; no shell, and no
+// namespaces, bridges, veth pairs, addresses, routes and rules, TAPs and
+// the userspace frame relay, packet capture, all through netlink (and
+// /dev/net/tun, AF_PACKET) from namespace-bound sockets; no shell, and no
 // thread of the process is switched into another namespace except briefly
 // to open a socket or for good on a thread that is then thrown away.
 //

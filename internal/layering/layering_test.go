@@ -21,6 +21,7 @@ var owners = map[string]string{
 	"github.com/containerd/":                            "cpool", // the Docker client's errors
 	"github.com/gin-gonic/gin":                          "rest",
 	"github.com/coder/websocket":                        "monitor",
+	"github.com/creack/pty":                             "vm",
 	"go.etcd.io/bbolt":                                  "graph",
 	"github.com/leviathan-net/leviathan/internal/ktest": "", // tests only
 }
