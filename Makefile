@@ -20,11 +20,12 @@ test: deps ## vet, format check and every test, with the race detector and a Doc
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	scripts/with-dockerd.sh $(GO) test -race -count=1 -timeout 20m ./...
 
-bench: deps ## CEN/CIN speed against one ip process per operation; monitor fan-out latency; relay against socat; capture against tcpdump (root)
+bench: deps ## CEN/CIN speed against one ip process per operation; monitor fan-out latency; relay against socat; capture against tcpdump; CPool launch and Docker rejoin, with a Docker engine (root)
 	$(GO) run ./bench
 	$(GO) run ./bench/monitor
 	$(GO) run ./bench/relay
 	$(GO) run ./bench/capture
+	scripts/with-dockerd.sh $(GO) run ./bench/cpool
 
 lint: ## gofmt, go vet, staticcheck and a tidy go.mod
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
