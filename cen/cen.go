@@ -136,6 +136,17 @@ func Plan(n int) graph.Wiring {
 	}
 }
 
+// WiringOf returns a CEN's wiring: Plan of its member count, except that
+// a CEN with an impaired link is always a bridge (from 2 members): the
+// impaired member's frames go through leviathan's relay to a TAP on the
+// bridge, and its settings live on its fabric end.
+func WiringOf(c *graph.CEN) graph.Wiring {
+	if len(c.Links) > 0 && len(c.Members) >= 2 {
+		return graph.WiringBridge
+	}
+	return Plan(len(c.Members))
+}
+
 // MaxIfName is the longest interface name the kernel takes (IFNAMSIZ-1).
 const MaxIfName = 15
 

@@ -58,7 +58,7 @@ func (s *Service) CaptureTarget(ctx context.Context, host, id, cenID string) (ne
 	if !ctr.Running() {
 		return sp, graph.Errorf(graph.ErrConflict, "container %q does not run (state %s): its link on CEN %q is not wired", id, ctr.State, cenID)
 	}
-	switch cen.Plan(len(c.Members)) {
+	switch cen.WiringOf(c) {
 	case graph.WiringWire:
 		return netfab.CaptureSpec{Netns: ctr.Netns, IfName: c.IfName, Group: c.Group}, nil
 	case graph.WiringBridge:

@@ -23,6 +23,8 @@ type CENView struct {
 	State  graph.State  `json:"state"`
 	Error  string       `json:"error,omitempty"`
 	Each   []MemberView `json:"members"`
+	// Links are the members' link impairments, by "hostID/containerID".
+	Links map[string]*graph.LinkSettings `json:"links,omitempty"`
 }
 
 // MemberView is one member of a CEN with its own state: a member that
@@ -36,7 +38,7 @@ type MemberView struct {
 }
 
 func viewCEN(c *graph.CEN, ctrs map[graph.Member]*graph.Container) CENView {
-	v := CENView{ID: c.ID, Members: []string{}, IfName: c.IfName, State: c.State, Error: c.Error, Each: []MemberView{}}
+	v := CENView{ID: c.ID, Members: []string{}, IfName: c.IfName, State: c.State, Error: c.Error, Each: []MemberView{}, Links: c.Links}
 	for _, m := range c.Members {
 		v.Members = append(v.Members, m.Container)
 		mv := MemberView{Host: m.Host, Container: m.Container}
@@ -45,7 +47,7 @@ func viewCEN(c *graph.CEN, ctrs map[graph.Member]*graph.Container) CENView {
 		}
 		v.Each = append(v.Each, mv)
 	}
-	if w := cen.Plan(len(c.Members)); w != graph.WiringNone {
+	if w := cen.WiringOf(c); w != graph.WiringNone {
 		s := string(w)
 		v.Wiring = &s
 	}
@@ -411,7 +413,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 	if op == OpMake {
 		var need []*graph.Container
 		for _, c := range cs {
-			if cen.Plan(len(c.Members)) != graph.WiringNone {
+			if cen.WiringOf(c) != graph.WiringNone {
 				for _, m := range c.Members {
 					need = append(need, ctrs[m])
 				}

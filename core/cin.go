@@ -151,7 +151,7 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 	routed := map[string]int{} // netns → index of its routed address
 	for _, id := range c.CENs {
 		n := w.cens[id]
-		wiring := cen.Plan(len(n.Members))
+		wiring := cen.WiringOf(n)
 		if n.State != graph.StateMade || wiring == graph.WiringNone {
 			continue
 		}
@@ -163,7 +163,7 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 		}
 		for _, m := range n.Members {
 			a, ok := c.Addrs[graph.AddrKey(id, m)]
-			if !ok || !w.ctrs[m].Running() {
+			if !ok || !wired(n, m, w.ctrs) {
 				continue // a member that does not run keeps its address for when it does
 			}
 			ns := w.ctrs[m].Netns

@@ -157,7 +157,7 @@ func (k *keyedLocks) lock(keys ...string) (unlock func()) {
 // member, running or not, so a member that stops and starts again finds
 // the CEN as it was.
 func spec(c *graph.CEN, ctrs map[graph.Member]*graph.Container) *netfab.CEN {
-	s := &netfab.CEN{ID: c.ID, Name: c.IfName, Group: c.Group, BridgeMAC: cen.BridgeMAC(c.ID), Plan: cen.Plan(len(c.Members))}
+	s := &netfab.CEN{ID: c.ID, Name: c.IfName, Group: c.Group, BridgeMAC: cen.BridgeMAC(c.ID), Plan: cen.WiringOf(c)}
 	for _, m := range c.Members {
 		if !ctrs[m].Running() {
 			continue
@@ -167,16 +167,44 @@ func spec(c *graph.CEN, ctrs map[graph.Member]*graph.Container) *netfab.CEN {
 			Netns:  ctrs[m].Netns,
 			HostIf: cen.HostIfName(c.ID, m),
 			MAC:    cen.MAC(c.ID, m),
+			Impair: impairment(c.Links[m.Key()]),
 		})
 	}
 	return s
 }
 
 // withMembers returns a copy of c with members ms.
+// with members ms: a member that left takes its link settings along.
 func withMembers(c *graph.CEN, ms []graph.Member) *graph.CEN {
 	n := *c
 	n.Members = ms
+	n.Links = nil
+	for _, m := range ms {
+		if l := c.Links[m.Key()]; l != nil {
+			if n.Links == nil {
+				n.Links = map[string]*graph.LinkSettings{}
+			}
+			n.Links[m.Key()] = l
+		}
+	}
 	return &n
+}
+
+// wired reports whether a member of a made CEN has its link in the
+// kernel: it runs and, on a wire, so does the other end (one veth pair:
+// when either end's namespace goes, the pair goes).
+func wired(n *graph.CEN, m graph.Member, ctrs map[graph.Member]*graph.Container) bool {
+	if !ctrs[m].Running() {
+		return false
+	}
+	if cen.WiringOf(n) == graph.WiringWire {
+		for _, o := range n.Members {
+			if !ctrs[o].Running() {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // uniqueContainers drops repeated containers, keeping the first of each.

@@ -42,13 +42,13 @@ func cinAddresses(w *cinWorld) []addrEntry {
 	var out []addrEntry
 	for _, id := range w.cin.CENs {
 		n := w.cens[id]
-		if n == nil || n.State != graph.StateMade || cen.Plan(len(n.Members)) == graph.WiringNone {
+		if n == nil || n.State != graph.StateMade || cen.WiringOf(n) == graph.WiringNone {
 			continue
 		}
 		for _, m := range n.Members {
 			k := graph.AddrKey(id, m)
 			a, ok := w.cin.Addrs[k]
-			if !ok || !w.ctrs[m].Running() {
+			if !ok || !wired(n, m, w.ctrs) {
 				continue
 			}
 			e := addrEntry{key: k, m: monitor.Member{Container: m.Container, IP: a}}

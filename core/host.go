@@ -51,7 +51,7 @@ func viewContainer(c *graph.Container, cens []*graph.CEN, cins []*graph.CIN) Con
 			continue
 		}
 		v.CENs = append(v.CENs, n.ID)
-		if n.State != graph.StateMade || cen.Plan(len(n.Members)) == graph.WiringNone {
+		if n.State != graph.StateMade || cen.WiringOf(n) == graph.WiringNone {
 			continue
 		}
 		iv := InterfaceView{CEN: n.ID, Name: n.IfName, MAC: cen.MAC(n.ID, m).String()}
@@ -272,59 +272,14 @@ func (s *Service) changeMember(ctx context.Context, host, id, cenID string, add 
 // (looked up first, checked again under the locks: done is false when it
 // changed in between, and the caller tries again).
 func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID string, add bool) (v CENView, done bool, err error) {
-	var cinID string
-	if err := s.store.View(func(tx graph.Tx) error {
-		c, err := graph.CINOf(tx, cenID)
-		if c != nil {
-			cinID = c.ID
-		}
-		return err
-	}); err != nil {
-		return v, false, err
+	sc, unlock, ok, err := s.lockCENScope(cenID, m)
+	if !ok || err != nil {
+		return v, ok, err
 	}
-	keys := []string{cenKey(cenID), ctrKey(m)}
-	if cinID != "" {
-		keys = append(keys, cinKey(cinID))
-	}
-	defer s.locks.lock(keys...)()
-
-	// One read of everything the change needs: the CEN and its members,
-	// the CIN it is in (if any), and the container.
-	var (
-		c     *graph.CEN
-		w     *cinWorld
-		known bool
-		ctrs  = map[graph.Member]*graph.Container{}
-	)
-	if err := s.store.View(func(tx graph.Tx) error {
-		cs, err := getAll(tx, "CEN", []string{cenID}, graph.GetCEN)
-		if err != nil {
-			return err
-		}
-		c = cs[0]
-		if err := containersOf(tx, c.Members, ctrs); err != nil {
-			return err
-		}
-		ci, err := graph.CINOf(tx, cenID)
-		if err != nil {
-			return err
-		}
-		if ci != nil {
-			if w, err = loadCINWorld(tx, ci); err != nil {
-				return err
-			}
-		}
-		err = containersOf(tx, []graph.Member{m}, ctrs)
-		known = err == nil
-		if errors.Is(err, graph.ErrNotFound) && add {
-			return nil // registered below
-		}
-		return err
-	}); err != nil {
-		return v, true, err
-	}
-	if (w == nil) != (cinID == "") || w != nil && w.cin.ID != cinID {
-		return v, false, nil // the CEN moved to another CIN meanwhile
+	defer unlock()
+	c, w, ctrs, known := sc.c, sc.w, sc.ctrs, sc.known
+	if !known && !add {
+		return v, true, graph.Errorf(graph.ErrNotFound, "no container %q on host %q", m.Container, m.Host)
 	}
 	var fresh *graph.Container // a container this change registers
 	if !known {
@@ -434,6 +389,73 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 	return viewCEN(nc, ctrs), true, err
 }
 
+// cenScope is what a change of one CEN reads: the CEN, its members'
+// containers (and the container the change is about, when known is
+// true), and the CIN over the CEN, if any.
+type cenScope struct {
+	c     *graph.CEN
+	w     *cinWorld
+	ctrs  map[graph.Member]*graph.Container
+	known bool
+}
+
+// lockCENScope locks a CEN, a container and the CIN over the CEN (looked
+// up first, checked again under the locks), and reads them in one
+// transaction. ok is false, with nothing held, when the CEN moved to
+// another CIN in between: the caller tries again.
+func (s *Service) lockCENScope(cenID string, m graph.Member) (sc *cenScope, unlock func(), ok bool, err error) {
+	var cinID string
+	if err := s.store.View(func(tx graph.Tx) error {
+		c, err := graph.CINOf(tx, cenID)
+		if c != nil {
+			cinID = c.ID
+		}
+		return err
+	}); err != nil {
+		return nil, nil, false, err
+	}
+	keys := []string{cenKey(cenID), ctrKey(m)}
+	if cinID != "" {
+		keys = append(keys, cinKey(cinID))
+	}
+	unlock = s.locks.lock(keys...)
+	sc = &cenScope{ctrs: map[graph.Member]*graph.Container{}}
+	err = s.store.View(func(tx graph.Tx) error {
+		cs, err := getAll(tx, "CEN", []string{cenID}, graph.GetCEN)
+		if err != nil {
+			return err
+		}
+		sc.c = cs[0]
+		if err := containersOf(tx, sc.c.Members, sc.ctrs); err != nil {
+			return err
+		}
+		ci, err := graph.CINOf(tx, cenID)
+		if err != nil {
+			return err
+		}
+		if ci != nil {
+			if sc.w, err = loadCINWorld(tx, ci); err != nil {
+				return err
+			}
+		}
+		err = containersOf(tx, []graph.Member{m}, sc.ctrs)
+		sc.known = err == nil
+		if errors.Is(err, graph.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		unlock()
+		return nil, nil, true, err
+	}
+	if (sc.w == nil) != (cinID == "") || sc.w != nil && sc.w.cin.ID != cinID {
+		unlock()
+		return nil, nil, false, nil // the CEN moved to another CIN meanwhile
+	}
+	return sc, unlock, true, nil
+}
+
 // applyMemberChange makes the kernel follow a membership change of a made
 // CEN (c → nc), and of the made CIN it is in (w → nw), undoing the CEN
 // change when the CIN's fails.
@@ -450,11 +472,11 @@ func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs 
 	}
 	// A change of wiring recreates every member's interface: their
 	// addresses need applying again.
-	rewired := cen.Plan(len(c.Members)) != cen.Plan(len(nc.Members))
+	rewired := cen.WiringOf(c) != cen.WiringOf(nc)
 	dirty := func(a netfab.Address) bool { return rewired && a.IfName == nc.IfName }
 	if err := s.fab.ApplyCIN(ctx, cinSpec(w), cinSpec(nw), dirty); err != nil {
 		if uerr := s.fab.Apply(context.WithoutCancel(ctx), spec(nc, ctrs), spec(c, ctrs)); uerr != nil {
-			err = fmt.Errorf("%w (and undoing the CEN change failed: %v)", err, uerr)
+			err = fmt.Errorf("%w (and undoing the CEN change failed: %w)", err, uerr)
 		}
 		return fail(fmt.Errorf("CIN %s: %w", w.cin.ID, err))
 	}

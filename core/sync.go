@@ -167,8 +167,8 @@ func (s *Service) syncOnce(ctx context.Context, m graph.Member) (done bool, err 
 			return true, err
 		}
 		sp := spec(c, ctrs)
-		if sp.Wiring() == graph.WiringWire {
-			wireIfs[c.IfName] = true
+		if sp.Wiring() == graph.WiringWire && ctr.Running() {
+			wireIfs[c.IfName] = true // both ends are new: both addresses again
 		}
 		if err := s.fab.Apply(ctx, nil, sp); err != nil {
 			kernelErrs = append(kernelErrs, fmt.Errorf("CEN %s: %w", c.ID, err))

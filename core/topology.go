@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/leviathan-net/leviathan/graph"
 )
 
 // Node kinds of a Topology.
@@ -61,6 +63,8 @@ type TopoLink struct {
 	IP        *string `json:"ipaddress,omitempty"`
 	CIN       *string `json:"cinID,omitempty"`
 	Pcap      string  `json:"pcap,omitempty"`
+	// Impairment is what the link suffers (PUT .../link), when anything.
+	Impairment *graph.LinkSettings `json:"impairment,omitempty"`
 }
 
 // Link states.
@@ -107,7 +111,11 @@ func (s *Service) Topology(ctx context.Context) (Topology, error) {
 			Prefix: c.Prefix, CENs: c.CENs,
 		})
 	}
+	links := map[string]*graph.LinkSettings{} // by link ID
 	for _, c := range cens {
+		for k, l := range c.Links {
+			links["link:"+c.ID+"/"+k] = l
+		}
 		n := TopoNode{
 			ID: NodeID(NodeCEN, c.ID), Kind: NodeCEN, Label: c.ID, State: string(c.State), Error: c.Error,
 			Wiring: c.Wiring, IfName: c.IfName,
@@ -132,6 +140,7 @@ func (s *Service) Topology(ctx context.Context) (Topology, error) {
 				ID: "link:" + cenID + "/" + c.Host + "/" + c.ID, Source: cid, Target: NodeID(NodeCEN, cenID),
 				CEN: cenID, Container: c.ID, Host: c.Host, State: LinkUnwired,
 			}
+			l.Impairment = links[l.ID]
 			if iv, ok := ifs[cenID]; ok {
 				l.Interface, l.MAC, l.IP, l.CIN = iv.Name, iv.MAC, iv.IP, iv.CIN
 				if c.State == "running" {

@@ -77,6 +77,20 @@ type CEN struct {
 	Group uint32 `json:"group"`
 	State State  `json:"state"`
 	Error string `json:"error,omitempty"`
+	// Links holds the impairments of members' links, by Member.Key: they
+	// stay across re-wiring and restarts, and go when the member leaves.
+	Links map[string]*LinkSettings `json:"links,omitempty"`
+}
+
+// LinkSettings impair one member's link on a CEN, each direction alike.
+type LinkSettings struct {
+	State            string  `json:"state,omitempty"` // "up" (the default) or "down"
+	DelayMs          int     `json:"delay_ms,omitempty"`
+	JitterMs         int     `json:"jitter_ms,omitempty"`
+	LossPercent      float64 `json:"loss_percent,omitempty"`
+	RateKbit         int     `json:"rate_kbit,omitempty"`
+	CorruptPercent   float64 `json:"corrupt_percent,omitempty"`
+	DuplicatePercent float64 `json:"duplicate_percent,omitempty"`
 }
 
 // HasMember reports whether m is a member of c.
@@ -119,7 +133,7 @@ type Container struct {
 
 // Running reports whether the container's namespace exists, as last
 // observed.
-func (c *Container) Running() bool { return c.State == StateRunning }
+func (c *Container) Running() bool { return c != nil && c.State == StateRunning }
 
 // Member returns the container as a CEN member.
 func (c *Container) Member() Member { return Member{Host: c.Host, Container: c.ID} }

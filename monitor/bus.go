@@ -41,6 +41,7 @@ const (
 	ActionContainerLeft    Action = "container.left"
 	ActionContainerStarted Action = "container.started" // its namespace came (back): its CENs wire it
 	ActionContainerStopped Action = "container.stopped" // it stopped: its links left the kernel
+	ActionLinkUpdated      Action = "link.updated"      // a member's link settings changed
 	ActionCPoolCreated     Action = "cpool.created"
 	ActionCPoolUpdated     Action = "cpool.updated" // its state, size or members changed
 	ActionCPoolDeleted     Action = "cpool.deleted"

@@ -34,6 +34,8 @@ type Port struct {
 	Netns  string // the member's network namespace
 	HostIf string // the fabric end of its veth, on a bridge CEN
 	MAC    net.HardwareAddr
+	// Impair, when set, is what its link suffers (on a bridge CEN).
+	Impair *Impairment
 }
 
 // Wiring is the CEN's wiring; a nil CEN has none.
@@ -87,6 +89,7 @@ func (f *Fabric) Destroy(ctx context.Context, c *CEN) error {
 		return nil
 	}
 	// Bridge, host ends and with them the members' ends: one request.
+	f.closeRelaysOf(c.Group)
 	if err := f.c.delGroup(c.Group); err != nil {
 		return fmt.Errorf("destroy CEN %s: %w", c.ID, err)
 	}
@@ -115,6 +118,7 @@ func (f *Fabric) DestroyMany(ctx context.Context, cs []*CEN) error {
 	groups := map[uint32]bool{}
 	for _, c := range cs {
 		groups[c.Group] = true
+		f.closeRelaysOf(c.Group)
 		if c.Wiring() == graph.WiringWire {
 			if err := f.Destroy(ctx, c); err != nil {
 				return err
@@ -192,13 +196,22 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, ok := stray[p.HostIf]; ok {
+		if p.Impair.Relayed() {
+			delete(stray, RelayTAPName(p.HostIf)) // its relay's TAP stays
+		}
+		if l, ok := stray[p.HostIf]; ok {
 			delete(stray, p.HostIf)
 			live, err := f.portIsLive(c, p)
 			if err != nil {
 				return &MemberError{Member: p.Member, Err: err}
 			}
 			if live {
+				if p.Impair == nil && l.Attrs().Flags&net.FlagUp != 0 && !f.hasRelay(p.HostIf) {
+					continue // a plain port, as it should be
+				}
+				if err := f.setPortMode(c, br, p); err != nil {
+					return &MemberError{Member: p.Member, Err: err}
+				}
 				continue
 			}
 		}
@@ -209,10 +222,26 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 		if made && !created {
 			u.push(func() error { return f.c.delLink(p.HostIf) })
 		}
+		if !made || p.Impair != nil || f.hasRelay(p.HostIf) {
+			if err := f.setPortMode(c, br, p); err != nil {
+				return &MemberError{Member: p.Member, Err: err}
+			}
+		}
 	}
 	for name, l := range stray {
 		if l.Attrs().Group != c.Group {
 			continue // someone else's link on our bridge: not ours to touch
+		}
+		if isRelayTAP(name) {
+			// The relay of a member that left: its fabric end goes too
+			// (with the member's end), and the TAP with the relay.
+			if hostIf, ok := f.hostIfOfTAP(name); ok {
+				f.closeRelay(hostIf)
+				if err := f.c.delLink(hostIf); err != nil {
+					return fmt.Errorf("CEN %s: %w", c.ID, err)
+				}
+				continue
+			}
 		}
 		if err := f.c.delLink(name); err != nil {
 			return fmt.Errorf("CEN %s: %w", c.ID, err)
@@ -248,6 +277,9 @@ func (f *Fabric) ensureBridge(c *CEN) (index int, created bool, err error) {
 // the other in the fabric on the bridge. It adopts a host end left from
 // before (made false).
 func (f *Fabric) addPort(c *CEN, bridge int, p Port) (made bool, err error) {
+	if p.Impair.Relayed() {
+		bridge = 0 // a relay joins it to the bridge: setPortMode
+	}
 	for attempt := 0; ; attempt++ {
 		err := withNsFd(p.Netns, func(fd int) error {
 			return f.c.addVeth(
@@ -277,7 +309,7 @@ func (f *Fabric) addPort(c *CEN, bridge int, p Port) (made bool, err error) {
 				continue // a stale host end, deleted: create the pair again
 			}
 			a := l.Attrs()
-			if a.MasterIndex != bridge || a.Flags&net.FlagUp == 0 {
+			if bridge > 0 && (a.MasterIndex != bridge || a.Flags&net.FlagUp == 0) {
 				if err := f.c.setUpMaster(p.HostIf, bridge); err != nil {
 					return false, err
 				}

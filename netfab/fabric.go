@@ -27,6 +27,7 @@ import (
 type Fabric struct {
 	path string
 	c    *conn
+	rel  relays // impaired members' relays
 }
 
 // OpenFabric opens the fabric namespace name, creating it if needed.
@@ -54,8 +55,19 @@ func OpenFabric(ctx context.Context, name string) (*Fabric, error) {
 // Path is the fabric namespace's path.
 func (f *Fabric) Path() string { return f.path }
 
-// Close releases the fabric's sockets; the namespace stays.
-func (f *Fabric) Close() { f.c.Close() }
+// Close stops the relays of impaired links (their TAPs go with them:
+// links are cut until a reconcile makes them anew) and releases the
+// fabric's sockets; the namespace stays.
+func (f *Fabric) Close() {
+	f.rel.mu.Lock()
+	prs := f.rel.m
+	f.rel.m = nil
+	f.rel.mu.Unlock()
+	for _, pr := range prs {
+		pr.relay.Close()
+	}
+	f.c.Close()
+}
 
 // Remove closes the fabric and deletes its namespace with everything in it.
 func (f *Fabric) Remove() error {

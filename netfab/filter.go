@@ -17,7 +17,15 @@ type Filters struct {
 	Jitter        time.Duration `json:"jitter,omitempty"`         // the delay varies by up to ± this
 	Corrupt       float64       `json:"corrupt,omitempty"`        // percent of frames with one byte flipped
 	Duplicate     float64       `json:"duplicate,omitempty"`      // percent of frames sent twice
+	// RateKbit shapes the direction to this many kilobits per second
+	// (0: no limit): frames wait in the timed queue for their turn, and
+	// those that would wait more than rateBacklog are dropped, as a
+	// token bucket with that latency would.
+	RateKbit int `json:"rate_kbit,omitempty"`
 }
+
+// rateBacklog is the longest a frame waits for its turn under RateKbit.
+const rateBacklog = 100 * time.Millisecond
 
 func (f Filters) validate() error {
 	switch {
@@ -27,13 +35,18 @@ func (f Filters) validate() error {
 		return fmt.Errorf("filters %+v: percentages are 0 to 100", f)
 	case f.Delay < 0, f.Jitter < 0:
 		return fmt.Errorf("filters %+v: delay and jitter are 0 or more", f)
+	case f.RateKbit < 0:
+		return fmt.Errorf("rate %d kbit/s: want 0 (no limit) or more", f.RateKbit)
 	}
 	return nil
 }
 
 func isPercent(p float64) bool { return p >= 0 && p <= 100 }
 
-func (f *Filters) delays() bool { return f.Delay > 0 || f.Jitter > 0 }
+func (f *Filters) delays() bool { return f.Delay > 0 || f.Jitter > 0 || f.RateKbit > 0 }
+
+// IsZero reports whether the filters pass every frame untouched.
+func (f Filters) IsZero() bool { return f == Filters{} }
 
 // FiltersFromGNS3 reads the "filters" object of a GNS3 NIO:
 // {"frequency_drop": [N], "packet_loss": [P], "delay": [MS, JITTER_MS],
@@ -129,6 +142,15 @@ func (d *direction) carry(r *Relay, b *batch, frames [][]byte) {
 			due := now + fs.Delay
 			if fs.Jitter > 0 {
 				due += time.Duration(d.rng.Int64N(int64(2*fs.Jitter)+1)) - fs.Jitter
+			}
+			if fs.RateKbit > 0 {
+				start := max(due, d.rateFree)
+				if start-due > rateBacklog {
+					full++
+					continue
+				}
+				d.rateFree = start + time.Duration(len(f))*8*time.Millisecond/time.Duration(fs.RateKbit)
+				due = d.rateFree
 			}
 			if !d.q.push(due, f) {
 				full++

@@ -47,6 +47,9 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 			wanted(f.path, linkKey{c.Name, c.Group})
 			for _, p := range c.Ports {
 				wanted(f.path, linkKey{p.HostIf, c.Group})
+				if p.Impair.Relayed() {
+					wanted(f.path, linkKey{RelayTAPName(p.HostIf), c.Group})
+				}
 				wanted(p.Netns, linkKey{c.Name, c.Group})
 			}
 		case graph.WiringWire:

@@ -337,12 +337,13 @@ type counters struct {
 // queue. The reader of the side it starts from owns rng and nth; there is
 // one such reader at a time.
 type direction struct {
-	to      *atomic.Pointer[epRef]
-	filters atomic.Pointer[Filters]
-	c       counters
-	rng     *rand.Rand
-	nth     uint64 // frames seen by frequency_drop
-	q       delayQueue
+	to       *atomic.Pointer[epRef]
+	filters  atomic.Pointer[Filters]
+	c        counters
+	rng      *rand.Rand
+	nth      uint64 // frames seen by frequency_drop
+	q        delayQueue
+	rateFree time.Duration // when the rate lets the next frame go (reader only)
 }
 
 func (d *direction) stats() RelayStats {

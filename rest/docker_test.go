@@ -190,6 +190,49 @@ func TestDockerMembers(t *testing.T) {
 	})
 }
 
+// On a wire (two members, one veth pair), a member that stops takes the
+// pair with it: the other end loses its link and address too, and both
+// come back when it starts.
+func TestDockerMemberOnAWire(t *testing.T) {
+	e, image, name := dockerEnv(t)
+	eng := dtest.Engine(t)
+	a := name + "a"
+	if _, err := eng.Run(context.Background(), dockerrt.RunSpec{Name: a, Image: image}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(200, "POST", "/cen/import", fmt.Sprintf(`{"cenList":[{"cenID":"dw","containerIDs":[%q,"n2"]}]}`, a), nil)
+	e.must(200, "POST", "/cin/import", `{"cinw":["dw"]}`, nil)
+	e.must(200, "POST", "/cen/make", `["dw"]`, nil)
+	e.must(200, "POST", "/cin/make", `["cinw"]`, nil)
+	before := e.container(a)
+	if !ktest.Ping(t, e.ns("n2"), stripLen(*before.Interfaces[0].IP)) {
+		t.Fatal("n2 does not reach a over the wire")
+	}
+	docker(t, "stop", "-t", "0", a)
+	eventually(t, 10*time.Second, func() string {
+		v := e.container(a)
+		if v.State != graph.StateStopped || !strings.Contains(v.Error, "exited with code") {
+			return fmt.Sprintf("stopped member: %+v", v)
+		}
+		return ""
+	})
+	if ifAddr(t, e.ns("n2"), "dw") != "" {
+		t.Error("n2 still has an address on a wire whose other end is gone")
+	}
+	docker(t, "start", a)
+	eventually(t, 10*time.Second, func() string {
+		v := e.container(a)
+		if v.State != graph.StateRunning || ifAddr(t, v.Netns, "dw") != *before.Interfaces[0].IP {
+			return fmt.Sprintf("not back: %+v", v)
+		}
+		return ""
+	})
+	if !ktest.Ping(t, e.ns("n2"), stripLen(*before.Interfaces[0].IP)) {
+		t.Error("n2 does not reach a after it started again")
+	}
+	e.check()
+}
+
 // check2 checks that the fabric bridge of a CEN has n ports.
 func (e *env) check2(t *testing.T, cenID string, n int) {
 	t.Helper()

@@ -169,6 +169,12 @@ func (e *env) check() {
 	e.t.Helper()
 	var cens []core.CENView
 	e.must(200, "GET", "/cen", "", &cens)
+	var ctrs []core.ContainerView
+	e.must(200, "GET", "/host/host1", "", &ctrs)
+	netns := map[string]string{}
+	for _, c := range ctrs {
+		netns[c.ID] = c.Netns
+	}
 	var want []ktest.CEN
 	for _, c := range cens {
 		k := ktest.CEN{IfName: c.IfName, Made: c.State == graph.StateMade}
@@ -177,7 +183,11 @@ func (e *env) check() {
 				k.Stopped++
 				continue
 			}
-			k.Members = append(k.Members, e.ns(m.Container))
+			ns := netns[m.Container]
+			if ns == "" {
+				ns = e.ns(m.Container)
+			}
+			k.Members = append(k.Members, ns)
 		}
 		want = append(want, k)
 	}

@@ -21,6 +21,9 @@ const MaxCaptureCount = 100_000_000
 // the web view.
 func (s *Server) labToolRoutes() {
 	s.raw(http.MethodGet, "/host/:hostId/:containerId/:cenId/pcap", s.pcap)
+	s.handle(http.MethodGet, "/host/:hostId/:containerId/:cenId/link", s.getLink)
+	s.handle(http.MethodPut, "/host/:hostId/:containerId/:cenId/link", s.putLink)
+	s.handle(http.MethodDelete, "/host/:hostId/:containerId/:cenId/link", s.deleteLink)
 	s.raw(http.MethodGet, "/topology", s.topology)
 	s.raw(http.MethodGet, "/ui", s.uiFile)
 	s.raw(http.MethodGet, "/ui/:file", s.uiFile)
