@@ -2,7 +2,8 @@
 // the /leviathan/monitor websocket protocol (CIN membership, for service
 // discovery) and the notification streams for operators and GNS3-style
 // clients (/v2/notifications, newline-delimited JSON, and its websocket
-// twin).
+// twin). Client is the other end of /leviathan/monitor, for the
+// command-line client.
 //
 // Events are published after the change they describe is committed, in
 // commit order, each with the next sequence number. The publisher holds

@@ -35,7 +35,7 @@ const DefaultMaxBody = 8 << 20
 // Options configure a Server.
 type Options struct {
 	// Auth is "user:password" for HTTP basic auth on every route; empty
-	// disables it.
+	// disables it. Requests on a connection marked by TrustConn skip it.
 	Auth string
 	// MaxBody caps request bodies (DefaultMaxBody when 0).
 	MaxBody int64
@@ -233,15 +233,38 @@ func limitBody(n int64) gin.HandlerFunc {
 	}
 }
 
+// trustedKey marks a connection's context as one whose peer the
+// operating system vouches for.
+type trustedKey struct{}
+
+// TrustConn marks ctx, the context of an accepted connection (an
+// http.Server's ConnContext), as one whose peer the operating system
+// already vouches for: the daemon's unix socket, which only root can
+// open. Basic auth does not apply to requests on such a connection.
+func TrustConn(ctx context.Context) context.Context {
+	return context.WithValue(ctx, trustedKey{}, true)
+}
+
+// basicAuth answers 401, with a challenge and a JSON body, to any
+// request on an untrusted connection without the right credentials:
+// every route, websockets and unknown routes included.
 func basicAuth(userPass string) gin.HandlerFunc {
 	user, pass, _ := strings.Cut(userPass, ":")
 	return func(c *gin.Context) {
+		if trusted, _ := c.Request.Context().Value(trustedKey{}).(bool); trusted {
+			c.Next()
+			return
+		}
 		u, p, ok := c.Request.BasicAuth()
 		okUser := subtle.ConstantTimeCompare([]byte(u), []byte(user)) == 1
 		okPass := subtle.ConstantTimeCompare([]byte(p), []byte(pass)) == 1
 		if !ok || !okUser || !okPass {
 			c.Header("WWW-Authenticate", `Basic realm="leviathan"`)
-			writeError(c, http.StatusUnauthorized, "authentication required", nil)
+			msg := "authentication required"
+			if ok {
+				msg = "authentication failed: wrong user or password"
+			}
+			writeError(c, http.StatusUnauthorized, msg, nil)
 			return
 		}
 		c.Next()

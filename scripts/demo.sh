@@ -36,7 +36,7 @@ if curl -s -o /dev/null "$url/v2/version"; then
 fi
 
 say "Start the daemon (state in $state, fabric namespace $fabric)"
-"$bin" serve --listen "$addr" --state-dir "$state" --fabric-netns "$fabric" --netns-prefix "$prefix" 2>"$state/daemon.log" &
+"$bin" serve --listen "$addr" --socket "$state/api.sock" --state-dir "$state" --fabric-netns "$fabric" --netns-prefix "$prefix" 2>"$state/daemon.log" &
 pid=$!
 for _ in $(seq 100); do
 	curl -s -o /dev/null "$url/v2/version" && break

@@ -36,12 +36,14 @@ type proc struct {
 	cmd    *exec.Cmd
 	client *http.Client
 	log    *strings.Builder
+	prefix string // of the daemon's namespaces
 }
 
 func (d *proc) start() {
 	d.t.Helper()
 	d.log = &strings.Builder{}
 	d.cmd = exec.Command(d.bin, append([]string{"serve"}, d.args...)...)
+	d.cmd.Env = append(os.Environ(), "LEVIATHAN_AUTH=")
 	d.cmd.Stderr = d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
@@ -81,10 +83,7 @@ func (d *proc) do(method, path, body string, out any) int {
 func TestDaemonSurvivesKill9(t *testing.T) {
 	ktest.NeedRoot(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "leviathan")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	prefix := ktest.Prefix(t)
 	fabric := prefix + "fabric"
 	sock := filepath.Join(dir, "api.sock")
@@ -157,17 +156,36 @@ func TestDaemonSurvivesKill9(t *testing.T) {
 }
 
 func TestServeFlagErrors(t *testing.T) {
-	for _, args := range [][]string{
-		{"--tls-cert", "x"},
-		{"--auth", "nocolon"},
-		{"--log-level", "loud"},
-		{"extra"},
-		{"--host-id", "-bad", "--state-dir", t.TempDir()},
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	os.WriteFile(open, []byte("admin:s3cret\n"), 0o644)
+	noColon := filepath.Join(dir, "nocolon")
+	os.WriteFile(noColon, []byte("admin\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"tls cert alone", []string{"--tls-cert", "x"}, "--tls-cert and --tls-key go together"},
+		{"auth without colon", []string{"--auth", "nocolon"}, "--auth wants USER:PASSWORD"},
+		{"log level", []string{"--log-level", "loud"}, "--log-level"},
+		{"extra argument", []string{"extra"}, "unknown command"},
+		{"bad host ID", []string{"--host-id", "-bad", "--state-dir", dir}, "--host-id"},
+		{"auth file others can read", []string{"--auth-file", open}, "mode 0644 lets other users read the password; chmod 600 it"},
+		{"auth file without colon", []string{"--auth-file", noColon}, "want a USER:PASSWORD line"},
+		{"auth and auth file", []string{"--auth", "a:b", "--auth-file", noColon}, "none of the others can be"},
+		{"all addresses without auth", []string{"--listen", ":0", "--socket", ""}, "refusing to serve :0 without auth"},
+		{"nothing to serve on", []string{"--listen", "", "--socket", ""}, "--listen"},
 	} {
-		err := serve(context.Background(), args)
-		if err == nil {
-			t.Errorf("serve %q: no error", args)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("LEVIATHAN_AUTH", "")
+			cmd := newRoot(streams{in: strings.NewReader(""), out: io.Discard, err: io.Discard})
+			cmd.SetArgs(append([]string{"serve"}, tc.args...))
+			err := cmd.ExecuteContext(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("serve %q: %v, want an error with %q", tc.args, err, tc.want)
+			}
+		})
 	}
 }
 
@@ -208,10 +226,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 func TestServeTLSWithAuth(t *testing.T) {
 	ktest.NeedRoot(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "leviathan")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	certFile, keyFile, pool := selfSigned(t, dir)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -222,7 +237,7 @@ func TestServeTLSWithAuth(t *testing.T) {
 	prefix := ktest.Prefix(t)
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--state-dir", filepath.Join(dir, "state"),
 		"--fabric-netns", prefix+"fabric", "--netns-prefix", prefix,
-		"--tls-cert", certFile, "--tls-key", keyFile, "--auth", "admin:s3cret")
+		"--socket", "", "--tls-cert", certFile, "--tls-key", keyFile, "--auth", "admin:s3cret")
 	var log strings.Builder
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
@@ -259,6 +274,28 @@ func TestServeTLSWithAuth(t *testing.T) {
 	}
 	if s := get("admin", "nope"); s != 401 {
 		t.Errorf("wrong password: %d, want 401", s)
+	}
+	// The client trusts the certificate with --tls-ca, and says why not
+	// without it.
+	cli := func(args ...string) (string, error) {
+		c := exec.Command(bin, append([]string{"--server", "https://" + addr}, args...)...)
+		c.Env = append(os.Environ(), "LEVIATHAN_AUTH=")
+		out, err := c.CombinedOutput()
+		return string(out), err
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+		ok   bool
+	}{
+		{[]string{"--tls-ca", certFile, "--auth", "admin:s3cret", "cen", "list"}, "CEN  STATE", true},
+		{[]string{"cen", "list", "--tls-ca", certFile, "--auth", "admin:nope"}, "authentication failed: wrong user or password", false},
+		{[]string{"--auth", "admin:s3cret", "cen", "list"}, "certificate", false},
+	} {
+		out, err := cli(tc.args...)
+		if (err == nil) != tc.ok || !strings.Contains(out, tc.want) {
+			t.Errorf("leviathan %q: %v\n%s\nwant %q", tc.args, err, out, tc.want)
+		}
 	}
 	// Plain HTTP on the TLS port is refused.
 	if resp, err := http.Get("http://" + addr + "/v2/version"); err == nil {

@@ -3,16 +3,20 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/graph"
@@ -20,19 +24,20 @@ import (
 	"github.com/leviathan-net/leviathan/rest"
 )
 
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+// defaultSocket is where the daemon serves its API for local clients,
+// and where the client looks first.
+const defaultSocket = "/run/leviathan/leviathan.sock"
 
 type serveConfig struct {
-	listen      listFlag
+	listen      []string
 	socket      string
 	stateDir    string
 	hostID      string
 	fabricNetns string
 	netnsPrefix string
 	auth        string
+	authFile    string
+	insecure    bool
 	tlsCert     string
 	tlsKey      string
 	logLevel    string
@@ -41,33 +46,72 @@ type serveConfig struct {
 	docker      bool
 }
 
-func serve(ctx context.Context, args []string) error {
+const serveLong = `Run the daemon in the foreground: reconcile the kernel with the store, then
+serve the API on the TCP addresses of --listen and on the unix socket of
+--socket until SIGINT or SIGTERM.
+
+The unix socket is root's alone (mode 0600) and needs no password. The TCP
+listeners need one (--auth, --auth-file or $LEVIATHAN_AUTH) unless they are
+on a loopback address: serving a non-loopback address without auth is
+refused unless --insecure is given.`
+
+func serveCmd() *cobra.Command {
 	var cfg serveConfig
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.Var(&cfg.listen, "listen", "TCP address to serve the API on; repeatable (default 127.0.0.1:8080)")
-	fs.StringVar(&cfg.socket, "socket", "", "also serve the API on this unix socket")
-	fs.StringVar(&cfg.stateDir, "state-dir", "/var/lib/leviathan", "directory of the embedded store")
-	fs.StringVar(&cfg.hostID, "host-id", "host1", "this host's ID in /host/{hostId}/... URLs")
-	fs.StringVar(&cfg.fabricNetns, "fabric-netns", "leviathan", "name of the fabric network namespace leviathan owns")
-	fs.StringVar(&cfg.netnsPrefix, "netns-prefix", "", "prefix of the names of network namespaces created for containers")
-	fs.StringVar(&cfg.auth, "auth", os.Getenv("LEVIATHAN_AUTH"), "USER:PASSWORD for HTTP basic auth (or $LEVIATHAN_AUTH)")
-	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate file (with --tls-key) to serve HTTPS")
-	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS key file")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&cfg.cinPool, "cin-pool", "", "IPv4 network CINs get their prefixes from (default: the n-th CIN gets 10.(10+n).0.0/16)")
-	fs.BoolVar(&cfg.docker, "docker", true, "use the Docker engine that DOCKER_HOST (default unix:///var/run/docker.sock) names, when it answers: Docker containers as members, and CPools")
-	fs.IntVar(&cfg.cinLen, "cin-prefix-len", 0, "length of the prefixes cut from --cin-pool (default 16, or the pool's own length if longer)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon",
+		Long:  serveLong,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("auth") && cfg.authFile == "" {
+				cfg.auth = os.Getenv("LEVIATHAN_AUTH")
+			}
+			return serve(cmd.Context(), cfg)
+		},
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
-	}
-	if len(cfg.listen) == 0 {
-		cfg.listen = listFlag{"127.0.0.1:8080"}
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.StringArrayVar(&cfg.listen, "listen", []string{"127.0.0.1:8080"}, "TCP address to serve the API on; repeat it for several")
+	f.StringVar(&cfg.socket, "socket", defaultSocket, "also serve the API on this unix socket, root's only; '' for none")
+	f.StringVar(&cfg.stateDir, "state-dir", "/var/lib/leviathan", "directory of the embedded store")
+	f.StringVar(&cfg.hostID, "host-id", "host1", "this host's ID in /host/{hostId}/... URLs")
+	f.StringVar(&cfg.fabricNetns, "fabric-netns", "leviathan", "name of the fabric network namespace leviathan owns")
+	f.StringVar(&cfg.netnsPrefix, "netns-prefix", "", "prefix of the names of network namespaces created for containers")
+	f.StringVar(&cfg.auth, "auth", "", "USER:PASSWORD for HTTP basic auth on TCP (default $LEVIATHAN_AUTH)")
+	f.StringVar(&cfg.authFile, "auth-file", "", "read USER:PASSWORD from this file, which only its owner may read")
+	f.BoolVar(&cfg.insecure, "insecure", false, "serve a non-loopback address without auth")
+	f.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate file (with --tls-key) to serve HTTPS on TCP")
+	f.StringVar(&cfg.tlsKey, "tls-key", "", "TLS key file")
+	f.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.cinPool, "cin-pool", "", "IPv4 network CINs get their prefixes from (default: the n-th CIN gets 10.(10+n).0.0/16)")
+	f.IntVar(&cfg.cinLen, "cin-prefix-len", 0, "length of the prefixes cut from --cin-pool (default 16, or the pool's own length if longer)")
+	f.BoolVar(&cfg.docker, "docker", true, "use the Docker engine that DOCKER_HOST (default unix:///var/run/docker.sock) names, when it answers: Docker containers as members, and CPools")
+	cmd.MarkFlagsMutuallyExclusive("auth", "auth-file")
+	// The client's global flags mean nothing to the daemon: keep them
+	// out of its help.
+	cmd.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		cmd.InheritedFlags().VisitAll(func(f *pflag.Flag) { f.Hidden = true })
+		cmd.Parent().HelpFunc()(cmd, args)
+	})
+	return cmd
+}
+
+// serve checks the configuration, binds every listener, and only then
+// opens the store and touches the kernel: a second daemon on the same
+// socket or address is refused before it changes anything.
+func serve(ctx context.Context, cfg serveConfig) error {
+	if len(cfg.listen) == 0 && cfg.socket == "" {
+		return errors.New("serve: nothing to serve on: give --listen or --socket")
 	}
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
 		return errors.New("serve: --tls-cert and --tls-key go together")
+	}
+	if cfg.authFile != "" {
+		auth, err := readAuthFile(cfg.authFile)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		cfg.auth = auth
 	}
 	if cfg.auth != "" && !strings.Contains(cfg.auth, ":") {
 		return errors.New("serve: --auth wants USER:PASSWORD")
@@ -76,31 +120,127 @@ func serve(ctx context.Context, args []string) error {
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("serve: --log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	return runDaemon(ctx, cfg, log)
-}
-
-func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	pool := cin.DefaultPool
-	if cfg.cinPool != "" || cfg.cinLen != 0 {
-		base := pool.Base
-		if cfg.cinPool != "" {
-			var err error
-			if base, err = netip.ParsePrefix(cfg.cinPool); err != nil {
-				return fmt.Errorf("serve: --cin-pool: %w", err)
-			}
-		}
-		var err error
-		if pool, err = cin.NewPool(base, cfg.cinLen); err != nil {
-			return fmt.Errorf("serve: %w", err)
-		}
-		if cfg.cinPool == "" && pool.Len >= 16 {
-			pool.First = 10 << (pool.Len - 16) // still from 10.10.0.0 up
-		}
-	}
 	if err := graph.ValidateID("host", cfg.hostID); err != nil {
 		return fmt.Errorf("serve: --host-id: %w", err)
 	}
+	pool, err := cinPool(cfg)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if cfg.auth == "" && !cfg.insecure {
+		for _, addr := range cfg.listen {
+			lo, err := loopback(ctx, addr)
+			if err != nil {
+				return fmt.Errorf("serve: --listen %s: %w", addr, err)
+			}
+			if !lo {
+				return fmt.Errorf("serve: refusing to serve %s without auth: anyone who reaches it could rewire this host; give --auth, --auth-file or $LEVIATHAN_AUTH (or --insecure if that is what you want)", addr)
+			}
+		}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			l.Close() // a unix listener removes its socket file
+		}
+	}()
+	for _, addr := range cfg.listen {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("serve: listen %s: %w", addr, err)
+		}
+		listeners = append(listeners, l)
+	}
+	if cfg.socket != "" {
+		l, err := listenUnix(cfg.socket)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		listeners = append(listeners, l)
+	}
+	if cfg.auth == "" && cfg.insecure {
+		for _, l := range listeners {
+			if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+				log.Warn("serving without auth on a non-loopback address (--insecure)", "addr", a.String())
+			}
+		}
+	}
+	return runDaemon(ctx, cfg, pool, listeners, log)
+}
+
+// cinPool is the pool CINs get their prefixes from.
+func cinPool(cfg serveConfig) (cin.Pool, error) {
+	pool := cin.DefaultPool
+	if cfg.cinPool == "" && cfg.cinLen == 0 {
+		return pool, nil
+	}
+	base := pool.Base
+	if cfg.cinPool != "" {
+		var err error
+		if base, err = netip.ParsePrefix(cfg.cinPool); err != nil {
+			return pool, fmt.Errorf("--cin-pool: %w", err)
+		}
+	}
+	pool, err := cin.NewPool(base, cfg.cinLen)
+	if err != nil {
+		return pool, err
+	}
+	if cfg.cinPool == "" && pool.Len >= 16 {
+		pool.First = 10 << (pool.Len - 16) // still from 10.10.0.0 up
+	}
+	return pool, nil
+}
+
+// loopback says whether every address addr's host stands for is a
+// loopback one (an empty host is every address).
+func loopback(ctx context.Context, addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, err
+	}
+	if host == "" {
+		return false, nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.IsLoopback(), nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return false, err
+	}
+	for _, ip := range ips {
+		if !ip.Unmap().IsLoopback() {
+			return false, nil
+		}
+	}
+	return len(ips) > 0, nil
+}
+
+// readAuthFile reads the USER:PASSWORD line of a file that only its
+// owner may read.
+func readAuthFile(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("--auth-file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("--auth-file %s: mode %04o lets other users read the password; chmod 600 it", path, perm)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--auth-file: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if !strings.Contains(line, ":") {
+		return "", fmt.Errorf("--auth-file %s: want a USER:PASSWORD line", path)
+	}
+	return line, nil
+}
+
+func runDaemon(ctx context.Context, cfg serveConfig, pool cin.Pool, listeners []net.Listener, log *slog.Logger) error {
 	start := time.Now()
 	d, err := daemon.Open(ctx, daemon.Config{
 		StateDir:    cfg.stateDir,
@@ -122,44 +262,30 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	baseCtx, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
 	srv := &http.Server{
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
+		// Only root can open the socket (mode 0600): its requests need
+		// no password.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if _, ok := c.(*net.UnixConn); ok {
+				return rest.TrustConn(ctx)
+			}
+			return ctx
+		},
 		Handler:           d.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	var listeners []net.Listener
-	closeAll := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}
-	for _, addr := range cfg.listen {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("listen %s: %w", addr, err)
-		}
-		listeners = append(listeners, l)
-	}
-	if cfg.socket != "" {
-		l, err := listenUnix(cfg.socket)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		listeners = append(listeners, l)
-	}
-
 	errc := make(chan error, len(listeners))
 	var wg sync.WaitGroup
 	for _, l := range listeners {
+		tls := cfg.tlsCert != "" && l.Addr().Network() == "tcp"
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var err error
-			if cfg.tlsCert != "" && l.Addr().Network() == "tcp" {
+			if tls {
 				err = srv.ServeTLS(l, cfg.tlsCert, cfg.tlsKey)
 			} else {
 				err = srv.Serve(l)
@@ -168,7 +294,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 				errc <- err
 			}
 		}()
-		log.Info("serving", "addr", l.Addr().String(), "tls", cfg.tlsCert != "" && l.Addr().Network() == "tcp")
+		log.Info("serving", "addr", l.Addr().String(), "tls", tls, "auth", cfg.auth != "" && l.Addr().Network() == "tcp")
 	}
 	log.Info("leviathan ready", "version", rest.Version, "host", cfg.hostID, "fabric", cfg.fabricNetns, "state", cfg.stateDir)
 
@@ -186,26 +312,39 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		log.Warn("shutdown", "err", err)
 	}
 	wg.Wait()
-	if cfg.socket != "" {
-		os.Remove(cfg.socket)
-	}
 	return serveErr
 }
 
-// listenUnix listens on a unix socket only root can reach, replacing a
-// stale socket file but never another kind of file.
+// listenUnix listens on a unix socket only root can reach, creating its
+// directory if missing. A stale socket file (nothing answers on it: a
+// crash left it) is replaced; a socket another server answers on, or any
+// other kind of file, is an error.
 func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("--socket %s: %w", path, err)
+	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("--socket %s: exists and is not a socket", path)
 		}
-		if c, err := net.Dial("unix", path); err == nil {
+		c, err := net.DialTimeout("unix", path, 2*time.Second)
+		switch {
+		case err == nil:
 			c.Close()
-			return nil, fmt.Errorf("--socket %s: another server is listening there", path)
+			return nil, fmt.Errorf("--socket %s: another leviathan is serving there; stop it first, or give this one another --socket", path)
+		case errors.Is(err, syscall.ECONNREFUSED):
+			if err := os.Remove(path); err != nil {
+				return nil, fmt.Errorf("--socket %s: remove the stale socket: %w", path, err)
+			}
+		default:
+			return nil, fmt.Errorf("--socket %s: %w", path, err)
 		}
-		os.Remove(path)
 	}
+	// The socket is created with the umask's mode: make it root's
+	// alone from the start, not after a chmod.
+	old := syscall.Umask(0o177)
 	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}

@@ -22,6 +22,7 @@ var owners = map[string]string{
 	"github.com/gin-gonic/gin":                          "rest",
 	"github.com/coder/websocket":                        "monitor",
 	"github.com/creack/pty":                             "vm",
+	"github.com/spf13/":                                 "cmd", // cobra and pflag: the command line
 	"go.etcd.io/bbolt":                                  "graph",
 	"github.com/leviathan-net/leviathan/internal/ktest": "", // tests only
 }
