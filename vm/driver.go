@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -113,8 +114,16 @@ func (v *VPCS) Exec(ctx context.Context, cmd string) (string, error) {
 		}
 	}
 
+	// A write that fails because the terminal is closed means vpcs is
+	// gone (its exit may be noticed a moment after the terminal closes).
+	writeErr := func(err error) error {
+		if errors.Is(err, os.ErrClosed) {
+			err = ErrNotRunning
+		}
+		return fmt.Errorf("vpcs %q: %w", cmd, err)
+	}
 	if err := t.write([]byte{ctrlC}); err != nil {
-		return "", fmt.Errorf("vpcs %q: %w", cmd, err)
+		return "", writeErr(err)
 	}
 	for {
 		if _, ok := promptAtEnd(clean(out)); ok {
@@ -126,7 +135,7 @@ func (v *VPCS) Exec(ctx context.Context, cmd string) (string, error) {
 	}
 	mark := len(out)
 	if err := t.write([]byte(cmd + "\r")); err != nil {
-		return "", fmt.Errorf("vpcs %q: %w", cmd, err)
+		return "", writeErr(err)
 	}
 	for {
 		text := clean(out[mark:])
