@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -541,4 +542,45 @@ func TestVanishedMemberAndFailedRemake(t *testing.T) {
 		}
 		e.check() // no bridge left in the fabric
 	})
+}
+
+// Every list takes IM's filter: a regular expression over the IDs.
+func TestListFilter(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.must(200, "POST", "/cen/import", `{"cenList":[{"cenID":"lab-a","containerIDs":["web1","web2"]},{"cenID":"lab-b","containerIDs":["db1"]},{"cenID":"core","containerIDs":[]}]}`, nil)
+	e.must(200, "POST", "/cin/import", `{"cin-lab":["lab-a"],"other":["lab-b"]}`, nil)
+	ids := func(e *env, path string) []string {
+		var vs []map[string]any
+		e.must(200, "GET", path, "", &vs)
+		var out []string
+		for _, v := range vs {
+			for _, k := range []string{"cenID", "cinID", "containerID"} {
+				if id, ok := v[k].(string); ok {
+					out = append(out, id)
+					break
+				}
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		path string
+		want []string
+	}{
+		{"/cen?filter=^lab-", []string{"lab-a", "lab-b"}},
+		{"/cen?filter=b$", []string{"lab-b"}},
+		{"/cen?filter=", []string{"core", "lab-a", "lab-b"}},
+		{"/cen?filter=nomatch", nil},
+		{"/cin?filter=lab", []string{"cin-lab"}},
+		{"/host/host1?filter=^web[0-9]$", []string{"web1", "web2"}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			if got := ids(e.in(t), tc.path); !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if s, b := e.do("GET", "/cen?filter=(", ""); s != 400 || !strings.Contains(b, "filter") {
+		t.Errorf("bad filter: %d %s", s, b)
+	}
 }

@@ -18,6 +18,10 @@ func (s *Server) cpoolRoutes() {
 	s.handle(http.MethodPost, "/cpool", s.createPools)
 	s.handle(http.MethodGet, "/cpool", s.withPools(func(c *gin.Context, m *cpool.Manager) (int, any, error) {
 		v, err := m.List(c)
+		if err != nil {
+			return 0, nil, err
+		}
+		v, err = filterIDs(c, v, func(x cpool.View) string { return x.ID })
 		return http.StatusOK, v, err
 	}))
 	s.handle(http.MethodGet, "/cpool/:cpoolId", s.withPools(func(c *gin.Context, m *cpool.Manager) (int, any, error) {

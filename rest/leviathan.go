@@ -97,6 +97,10 @@ func (s *Server) importCINs(c *gin.Context) (int, any, error) {
 
 func (s *Server) listCINs(c *gin.Context) (int, any, error) {
 	v, err := s.svc.ListCINs(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err = filterIDs(c, v, func(x core.CINView) string { return x.ID })
 	return http.StatusOK, v, err
 }
 
@@ -135,6 +139,10 @@ func (s *Server) deleteCIN(c *gin.Context) (int, any, error) {
 
 func (s *Server) listCENs(c *gin.Context) (int, any, error) {
 	cs, err := s.svc.ListCENs(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	cs, err = filterIDs(c, cs, func(x core.CENView) string { return x.ID })
 	return http.StatusOK, cs, err
 }
 
@@ -182,6 +190,10 @@ func (s *Server) putContainer(c *gin.Context) (int, any, error) {
 
 func (s *Server) listContainers(c *gin.Context) (int, any, error) {
 	v, err := s.svc.ListContainers(c, c.Param("hostId"))
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err = filterIDs(c, v, func(x core.ContainerView) string { return x.ID })
 	return http.StatusOK, v, err
 }
 
