@@ -7,11 +7,14 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
@@ -582,5 +585,88 @@ func TestListFilter(t *testing.T) {
 	}
 	if s, b := e.do("GET", "/cen?filter=(", ""); s != 400 || !strings.Contains(b, "filter") {
 		t.Errorf("bad filter: %d %s", s, b)
+	}
+}
+
+// A fabric handed over: export, wipe the state, import, make: the same
+// interface names, MACs and addresses.
+func TestExportImportRoundTrip(t *testing.T) {
+	e := newEnv(t, Options{})
+	ktest.IP(t, "netns", "add", e.prefix+"named1")
+	e.must(200, "POST", "/cen/import", `{"cenList":[{"cenID":"cen1","containerIDs":["c1","c2","named1"]},{"cenID":"cen2","containerIDs":["c3","c4"]},{"cenID":"a-rather-long-cen-name","containerIDs":["c1","c4","c5"]}]}`, nil)
+	e.must(200, "PUT", "/host/host1/c5", `{"tag":"web"}`, nil)
+	e.must(200, "POST", "/cin/import", `{"cin1":["cen1","a-rather-long-cen-name"],"cin2":["cen2"]}`, nil)
+	e.must(200, "POST", "/cen/make", `["cen1","cen2","a-rather-long-cen-name"]`, nil)
+	e.must(200, "POST", "/cin/make", `["cin1","cin2"]`, nil)
+	e.must(200, "PUT", "/host/host1/c2/cen1/link", `{"delay_ms":5}`, nil)
+	// An address freed and given again: not the lowest-free plan any more.
+	e.must(200, "DELETE", "/host/host1/c1/cen1", "", nil)
+	e.must(200, "PUT", "/host/host1/c1/cen1", "", nil)
+	views := func() map[string]core.ContainerView {
+		var vs []core.ContainerView
+		e.must(200, "GET", "/host/host1", "", &vs)
+		out := map[string]core.ContainerView{}
+		for _, v := range vs {
+			out[v.ID] = v
+		}
+		return out
+	}
+	before := views()
+	_, doc := e.do("GET", "/export", "")
+	var x core.Export
+	if err := json.Unmarshal([]byte(doc), &x); err != nil || len(x.CENs) != 3 || len(x.CINs) != 2 || len(x.Containers) != 6 {
+		t.Fatalf("export: %v %s", err, doc)
+	}
+	e.must(409, "POST", "/import", doc, nil) // not empty
+
+	// Wipe: the kernel emptied, then the state dir.
+	e.must(200, "POST", "/cin/destroy", `["cin1","cin2"]`, nil)
+	e.must(200, "POST", "/cen/destroy", `["cen1","cen2","a-rather-long-cen-name"]`, nil)
+	for _, c := range []string{"c1", "c2", "c3", "c4", "c5", "named1"} {
+		e.must(204, "DELETE", "/host/host1/"+c, "", nil)
+	}
+	e.stop()
+	if err := os.Remove(filepath.Join(e.dir, graph.StoreFile)); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+
+	var res core.ImportResult
+	e.must(201, "POST", "/import", doc, &res)
+	if res.CENs != 3 || res.CINs != 2 || res.Containers != 6 {
+		t.Fatalf("import: %+v", res)
+	}
+	e.must(200, "POST", "/cen/make", `["cen1","cen2","a-rather-long-cen-name"]`, nil)
+	e.must(200, "POST", "/cin/make", `["cin1","cin2"]`, nil)
+	after := views()
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("containers after the round trip (-before +after):\n%s", diff)
+	}
+	for _, v := range after {
+		for _, i := range v.Interfaces {
+			if l := ktest.Links(t, v.Netns)[i.Name]; l.MAC != i.MAC {
+				t.Errorf("%s %s: kernel MAC %s, API %s", v.ID, i.Name, l.MAC, i.MAC)
+			}
+			if i.IP != nil && ifAddr(t, v.Netns, i.Name) != *i.IP {
+				t.Errorf("%s %s: kernel address %q, API %s", v.ID, i.Name, ifAddr(t, v.Netns, i.Name), *i.IP)
+			}
+		}
+	}
+	var l core.LinkView
+	e.must(200, "GET", "/host/host1/c2/cen1/link", "", &l)
+	if l.DelayMs != 5 || !l.Relayed {
+		t.Errorf("link settings after the round trip: %+v", l)
+	}
+	e.check()
+
+	for _, bad := range []string{
+		`{}`,
+		`{"format":"leviathan-export","version":9}`,
+		strings.Replace(doc, `"containerID"`, `"x"`, 1),
+		strings.Replace(doc, `"cen2"`, `"-bad"`, 1),
+	} {
+		if s, b := e.do("POST", "/import", bad); s != 400 && s != 409 {
+			t.Errorf("import of a bad document: %d %s", s, b)
+		}
 	}
 }

@@ -109,6 +109,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	}
 	s.leviathanRoutes()
 	s.cpoolRoutes()
+	s.exportRoutes()
 	s.labToolRoutes()
 	s.stream(http.MethodGet, "/leviathan/monitor", s.mon.ServeMonitor)
 	s.stream(http.MethodGet, "/v2/notifications", s.mon.ServeNotifications)

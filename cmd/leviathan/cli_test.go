@@ -20,6 +20,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/leviathan-net/leviathan/core"
+
 	"github.com/leviathan-net/leviathan/internal/ktest"
 	"github.com/leviathan-net/leviathan/netfab"
 )
@@ -385,5 +387,59 @@ func TestNonLoopbackNeedsAuth(t *testing.T) {
 	d := newDaemon(t, "--listen", "0.0.0.0:0", "--insecure")
 	if !strings.Contains(d.log.String(), "serving without auth on a non-loopback address") {
 		t.Errorf("no warning; log:\n%s", d.log)
+	}
+}
+
+// leviathan export > fabric.json on one server, leviathan import
+// fabric.json on an empty one: the same CENs, CINs and addresses.
+func TestCLIExportImport(t *testing.T) {
+	a := newDaemon(t, "--listen", freeAddr(t))
+	for _, step := range [][]string{
+		{"cen", "import", "-"},
+		{"cin", "import", "-"},
+		{"cen", "make", "e1"},
+		{"cin", "make", "ei"},
+	} {
+		in := ""
+		switch step[1] {
+		case "import":
+			in = map[string]string{"cen": `{"cenList":[{"cenID":"e1","containerIDs":["x1","x2","x3"]}]}`, "cin": `{"ei":["e1"]}`}[step[0]]
+		}
+		if r := a.run(in, step...); r.code != 0 {
+			t.Fatalf("%v: %+v", step, r)
+		}
+	}
+	exp := a.run("", "export")
+	if exp.code != 0 || !strings.Contains(exp.out, `"format": "leviathan-export"`) {
+		t.Fatalf("export: %+v", exp)
+	}
+	cin := a.run("", "cin", "get", "ei", "-o", "json")
+	// The second server takes the first's namespaces' names: stop the
+	// first and drop its kernel state, as a move to another machine would.
+	a.run("", "cin", "destroy", "ei")
+	a.run("", "cen", "destroy", "e1")
+	for _, c := range []string{"x1", "x2", "x3"} {
+		a.run("", "host", "rm", c)
+	}
+	b := newDaemon(t, "--listen", freeAddr(t))
+	r := b.run(exp.out, "import", "-")
+	if r.code != 0 || !strings.Contains(r.out, "1 CENs") {
+		t.Fatalf("import: %+v", r)
+	}
+	if r := b.run("", "import", "-"); r.code != 1 || r.err == "" {
+		t.Errorf("import of nothing: %+v", r)
+	}
+	if r := b.run(exp.out, "import", "-"); r.code != 1 || !strings.Contains(r.err, "empty") {
+		t.Errorf("import into a server that is not empty: %+v", r)
+	}
+	b.run("", "cen", "make", "e1")
+	b.run("", "cin", "make", "ei")
+	got := b.run("", "cin", "get", "ei", "-o", "json")
+	var before, after core.CINView
+	if json.Unmarshal([]byte(cin.out), &before) != nil || json.Unmarshal([]byte(got.out), &after) != nil {
+		t.Fatalf("cin get: %q, %q", cin.out, got.out)
+	}
+	if diff := cmp.Diff(before.Members, after.Members); diff != "" || after.Prefix != before.Prefix {
+		t.Errorf("CIN after the move (-before +after):\n%s", diff)
 	}
 }

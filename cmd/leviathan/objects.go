@@ -59,7 +59,7 @@ func (c *cli) cenCmd() *cobra.Command {
 
 func (c *cli) cinCmd() *cobra.Command {
 	return c.objectCmd(kind{
-		noun: "cin", name: "CIN", file: `a CIN file: {"cinList":[{"cinID":"cin1","cenIDs":["cen1"]}]}`,
+		noun: "cin", name: "CIN", file: `a CIN file: {"cin1":["cen1","cen2"]}`,
 		list:    func(a *api, b []byte) error { return showAs(a, b, cinTable) },
 		get:     func(a *api, b []byte) error { return showAs(a, b, cinDetail) },
 		addUse:  "add ID [CEN...]",

@@ -75,7 +75,7 @@ func newRoot(s streams) *cobra.Command {
 	root.MarkFlagsMutuallyExclusive("auth", "auth-file")
 
 	root.AddGroup(&cobra.Group{ID: "objects", Title: "Objects:"}, &cobra.Group{ID: "other", Title: "Other commands:"})
-	for _, cmd := range []*cobra.Command{c.cenCmd(), c.cinCmd(), c.hostCmd(), c.cpoolCmd(), c.statusCmd(), c.monitorCmd()} {
+	for _, cmd := range []*cobra.Command{c.cenCmd(), c.cinCmd(), c.hostCmd(), c.cpoolCmd(), c.statusCmd(), c.monitorCmd(), c.exportCmd(), c.importCmd()} {
 		cmd.GroupID = "objects"
 		root.AddCommand(cmd)
 	}

@@ -100,12 +100,22 @@ func CheckKernel(t testing.TB, fabric string, cens []CEN) {
 			}
 			ports := 0
 			for name, l := range fab {
-				if l.Master == c.IfName {
-					ports++
-					expectFabric[name] = true
-					if l.Kind != "veth" || !l.Up {
-						t.Errorf("fabric: port %q of %q: %+v", name, c.IfName, l)
+				if l.Master != c.IfName {
+					continue
+				}
+				ports++
+				expectFabric[name] = true
+				if hostIf, ok := strings.CutPrefix(name, "lr~"); ok && l.Kind == "tuntap" {
+					// An impaired member's relay: its veth end is off
+					// the bridge, the relay's TAP on it.
+					expectFabric["lv~"+hostIf] = true
+					if h, ok := fab["lv~"+hostIf]; !ok || h.Kind != "veth" || h.Master != "" {
+						t.Errorf("fabric: relay TAP %q of %q without its veth end off the bridge: %+v", name, c.IfName, h)
 					}
+					continue
+				}
+				if l.Kind != "veth" || !l.Up {
+					t.Errorf("fabric: port %q of %q: %+v", name, c.IfName, l)
 				}
 			}
 			if ports != n {
