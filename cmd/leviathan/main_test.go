@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,13 +36,13 @@ type proc struct {
 	sock   string
 	cmd    *exec.Cmd
 	client *http.Client
-	log    *strings.Builder
+	log    *syncBuffer
 	prefix string // of the daemon's namespaces
 }
 
 func (d *proc) start() {
 	d.t.Helper()
-	d.log = &strings.Builder{}
+	d.log = &syncBuffer{}
 	d.cmd = exec.Command(d.bin, append([]string{"serve"}, d.args...)...)
 	d.cmd.Env = append(os.Environ(), "LEVIATHAN_AUTH=")
 	d.cmd.Stderr = d.log
@@ -304,4 +305,23 @@ func TestServeTLSWithAuth(t *testing.T) {
 			t.Error("plain HTTP served on the TLS listener")
 		}
 	}
+}
+
+// syncBuffer is the daemon's stderr, written by its copying goroutine
+// while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
