@@ -4,23 +4,26 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin/leviathan
 
-.PHONY: help deps build test bench lint demo clean
+.PHONY: help deps deps-test build test bench lint demo clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-deps: ## install the Debian packages leviathan needs (idempotent; root)
+deps: ## install the Debian packages leviathan needs to run (idempotent; root)
 	@scripts/deps.sh
+
+deps-test: ## also install what the tests and benchmarks need (idempotent; root)
+	@scripts/deps.sh test
 
 build: ## build bin/leviathan
 	$(GO) build -o $(BIN) ./cmd/leviathan
 
-test: deps ## vet, format check and every test, with the race detector and a Docker engine (root)
+test: deps-test ## vet, format check and every test, with the race detector and a Docker engine (root)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	scripts/with-dockerd.sh $(GO) test -race -count=1 -timeout 20m ./...
 
-bench: deps ## CEN/CIN speed against one ip process per operation; monitor fan-out latency; relay against socat; capture against tcpdump; CPool launch and Docker rejoin, with a Docker engine (root)
+bench: deps-test ## CEN/CIN speed against one ip process per operation; monitor fan-out latency; relay against socat; capture against tcpdump; CPool launch and Docker rejoin, with a Docker engine (root)
 	$(GO) run ./bench
 	$(GO) run ./bench/monitor
 	$(GO) run ./bench/relay

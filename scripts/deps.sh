@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Installs what building, testing and running leviathan needs on a Debian
-# machine, idempotently: it only calls apt-get for packages not yet there.
+# Installs what running leviathan needs on a Debian machine, and with
+# "test" what its tests and benchmarks need too, idempotently: it only
+# calls apt-get for packages not yet there.
+#
+#   scripts/deps.sh        # run: iproute2, ping, nsenter, curl, vpcs
+#   scripts/deps.sh test   # and the tests' real peers
 set -euo pipefail
 
-# vpcs: the emulated VMs; docker.io and busybox-static: the Docker tests'
-# engine and their image; tcpdump, graphviz and chromium: the lab tools'
-# tests read captures, render ?format=dot and open /ui in a headless
-# browser (chromium is big; its test skips without it unless CI=true).
-pkgs=(iproute2 iputils-ping util-linux curl vpcs docker.io busybox-static tcpdump graphviz chromium)
+# vpcs: the emulated VMs.
+pkgs=(iproute2 iputils-ping util-linux curl vpcs)
+if [ "${1:-}" = test ]; then
+	# docker.io and busybox-static: the Docker tests' engine and their
+	# image; tcpdump, graphviz and chromium: the lab tools' tests read
+	# captures, render ?format=dot and open /ui in a headless browser;
+	# socat: the relay's benchmark baseline.
+	pkgs+=(docker.io busybox-static tcpdump graphviz chromium socat)
+fi
 need=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
