@@ -78,27 +78,7 @@ func (p *PacketEndpoint) SetReadDeadline(d time.Time) error { return p.f.SetRead
 func (p *PacketEndpoint) Close() error { return p.f.Close() }
 
 // readFrames receives up to a batch of frames with one recvmmsg.
-func (p *PacketEndpoint) readFrames(b *batch) (int, error) {
-	b.whs = b.mmsgs(nil, nil)
-	b.n, b.err = 0, nil
-	err := p.rc.Read(b.udpRead) // recvmmsg, as for a datagram socket
-	if err == nil {
-		err = b.err
-	}
-	if err != nil {
-		return 0, err
-	}
-	k := 0
-	for i, h := range b.whs[:b.n] {
-		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || h.Len < ethHeaderLen {
-			b.bad++
-			continue
-		}
-		b.frames[k] = b.bufs[i][:h.Len]
-		k++
-	}
-	return k, nil
-}
+func (p *PacketEndpoint) readFrames(b *batch) (int, error) { return b.readMmsg(p.rc) }
 
 // writeFrames sends frames out of the link with sendmmsg: a bound packet
 // socket needs no address.

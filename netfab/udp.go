@@ -150,10 +150,14 @@ func (u *UDPTunnel) Close() error { return u.c.Close() }
 
 // readFrames receives up to a batch of datagrams with one recvmmsg,
 // waiting in the poller for the first one.
-func (u *UDPTunnel) readFrames(b *batch) (int, error) {
+func (u *UDPTunnel) readFrames(b *batch) (int, error) { return b.readMmsg(u.rc) }
+
+// readMmsg receives up to a batch of datagrams (or packets) from a
+// socket with one recvmmsg, waiting in the poller for the first one.
+func (b *batch) readMmsg(rc syscall.RawConn) (int, error) {
 	b.whs = b.mmsgs(nil, nil)
 	b.n, b.err = 0, nil
-	err := u.rc.Read(b.udpRead)
+	err := rc.Read(b.udpRead)
 	if err == nil {
 		err = b.err
 	}
