@@ -1,5 +1,5 @@
 // Package rest is leviathan's HTTP frontend: gin routers for the leviathan
-// API (and later the GNS3-style API), request decoding, and the one
+// API and the GNS3-style API, request decoding, and the one
 // adapter that maps errors to a status and {"status","message"}. Handlers
 // only decode, call core, and encode.
 //
@@ -23,6 +23,7 @@ import (
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/monitor"
+	"github.com/leviathan-net/leviathan/vm"
 )
 
 // Version is leviathan's version, as GET /v2/version reports it.
@@ -43,7 +44,9 @@ type Options struct {
 	// client's undelivered events (monitor's default when 0).
 	MonitorPing  time.Duration
 	MonitorQueue int
-	Log          *slog.Logger
+	// VMs serves the GNS3-style API; without it those routes answer 503.
+	VMs *vm.Manager
+	Log *slog.Logger
 }
 
 // Server serves the API.
@@ -57,6 +60,7 @@ type Server struct {
 	engine *gin.Engine
 	routes []Route
 	mon    *monitor.Server
+	vmm    *vm.Manager
 }
 
 // Route is one registered method and path (in gin's :param form).
@@ -73,7 +77,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{svc: svc, log: o.Log, opCtx: ctx}
+	s := &Server{svc: svc, log: o.Log, opCtx: ctx, vmm: o.VMs}
 	e := gin.New()
 	// No redirects and no path cleaning: a trailing slash or an encoded
 	// '/' is never silently turned into another resource or ID.
@@ -104,6 +108,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 		s.mon.QueueLen = o.MonitorQueue
 	}
 	s.leviathanRoutes()
+	s.gns3Routes()
 	s.stream(http.MethodGet, "/leviathan/monitor", s.mon.ServeMonitor)
 	s.stream(http.MethodGet, "/v2/notifications", s.mon.ServeNotifications)
 	s.stream(http.MethodGet, "/v2/notifications/ws", s.mon.ServeNotificationsWS)
@@ -164,6 +169,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, graph.ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, graph.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
