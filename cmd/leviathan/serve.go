@@ -18,6 +18,7 @@ import (
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/daemon"
 	"github.com/leviathan-net/leviathan/rest"
+	"github.com/leviathan-net/leviathan/vm"
 )
 
 type listFlag []string
@@ -38,6 +39,8 @@ type serveConfig struct {
 	logLevel    string
 	cinPool     string
 	cinLen      int
+	udpPorts    string
+	consolePort string
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -55,6 +58,8 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.cinPool, "cin-pool", "", "IPv4 network CINs get their prefixes from (default: the n-th CIN gets 10.(10+n).0.0/16)")
 	fs.IntVar(&cfg.cinLen, "cin-prefix-len", 0, "length of the prefixes cut from --cin-pool (default 16, or the pool's own length if longer)")
+	fs.StringVar(&cfg.udpPorts, "udp-ports", vm.DefaultUDPRange.String(), "LO-HI: UDP ports of emulated VMs' tunnels (NIOs)")
+	fs.StringVar(&cfg.consolePort, "console-ports", vm.DefaultConsoleRange.String(), "LO-HI: TCP ports of emulated VMs' consoles, on 127.0.0.1")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -99,6 +104,14 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err := graph.ValidateID("host", cfg.hostID); err != nil {
 		return fmt.Errorf("serve: --host-id: %w", err)
 	}
+	var vms daemon.VMConfig
+	var err error
+	if vms.UDPPorts, err = vm.ParseRange(cfg.udpPorts); err != nil {
+		return fmt.Errorf("serve: --udp-ports: %w", err)
+	}
+	if vms.ConsolePorts, err = vm.ParseRange(cfg.consolePort); err != nil {
+		return fmt.Errorf("serve: --console-ports: %w", err)
+	}
 	start := time.Now()
 	d, err := daemon.Open(ctx, daemon.Config{
 		StateDir:    cfg.stateDir,
@@ -106,6 +119,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		FabricNetns: cfg.fabricNetns,
 		NetnsPrefix: cfg.netnsPrefix,
 		CINPool:     pool,
+		VMs:         vms,
 		Rest:        rest.Options{Auth: cfg.auth},
 		Log:         log,
 	})

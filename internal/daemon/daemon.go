@@ -1,7 +1,8 @@
 // Package daemon assembles leviathan as "leviathan serve" runs it: the
 // embedded store, the fabric namespace, the netns runtime, the internal
-// API reconciled with the kernel, and the HTTP API in front of it. The
-// binary and the benchmarks share it, so what is measured is what runs.
+// API reconciled with the kernel, the emulated VMs, and the HTTP API in
+// front of it. The binary and the benchmarks share it, so what is
+// measured is what runs.
 //
 // Threading: a Daemon is safe for concurrent use; Close must be called
 // once, after the HTTP servers in front of Handler have stopped.
@@ -12,12 +13,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 
 	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/netfab"
 	"github.com/leviathan-net/leviathan/rest"
+	"github.com/leviathan-net/leviathan/vm"
 )
 
 // Config is what "leviathan serve" takes.
@@ -27,6 +30,7 @@ type Config struct {
 	FabricNetns string
 	NetnsPrefix string
 	CINPool     cin.Pool // cin.DefaultPool when zero
+	VMs         VMConfig
 	Rest        rest.Options
 	Log         *slog.Logger
 }
@@ -36,6 +40,7 @@ type Daemon struct {
 	Store   *graph.BoltStore
 	Fabric  *netfab.Fabric
 	Service *core.Service
+	VMs     *vm.Manager
 	// Handler serves the API.
 	Handler http.Handler
 	cancel  context.CancelFunc
@@ -75,14 +80,46 @@ func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	if err := d.Service.Reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("reconcile: %w", err)
 	}
+	if d.VMs, err = openVMs(ctx, cfg, d); err != nil {
+		return nil, err
+	}
 	// Changes and jobs run under the daemon's lifetime, not a request's.
 	opCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	if cfg.Rest.Log == nil {
 		cfg.Rest.Log = cfg.Log
 	}
+	cfg.Rest.VMs = d.VMs
 	d.Handler = rest.New(opCtx, d.Service, cfg.Rest)
 	return d, nil
+}
+
+// VMConfig configures the emulated VMs.
+type VMConfig struct {
+	// UDPPorts and ConsolePorts are the ranges of their ports
+	// (vm.DefaultUDPRange and vm.DefaultConsoleRange when zero).
+	UDPPorts, ConsolePorts vm.Range
+}
+
+// openVMs starts the emulated VMs' manager: projects under
+// STATE/projects, VMs that were started started again.
+func openVMs(ctx context.Context, cfg Config, d *Daemon) (*vm.Manager, error) {
+	if cfg.VMs.UDPPorts == (vm.Range{}) {
+		cfg.VMs.UDPPorts = vm.DefaultUDPRange
+	}
+	if cfg.VMs.ConsolePorts == (vm.Range{}) {
+		cfg.VMs.ConsolePorts = vm.DefaultConsoleRange
+	}
+	ports, err := vm.NewPorts(cfg.VMs.UDPPorts, cfg.VMs.ConsolePorts)
+	if err != nil {
+		return nil, err
+	}
+	return vm.OpenManager(ctx, vm.ManagerConfig{
+		Store: d.Store, Bus: d.Service.Bus(), Ports: ports,
+		Dir:    filepath.Join(cfg.StateDir, "projects"),
+		HostID: cfg.HostID,
+		Log:    cfg.Log.With("part", "vm"),
+	})
 }
 
 // Close cancels kernel work under way, waits for background jobs, and
@@ -93,6 +130,9 @@ func (d *Daemon) Close() {
 	}
 	if d.Service != nil {
 		d.Service.Wait()
+	}
+	if d.VMs != nil {
+		d.VMs.Close()
 	}
 	if d.Fabric != nil {
 		d.Fabric.Close()
