@@ -211,7 +211,7 @@ const (
 )
 
 // Buckets lists every bucket a Store must hold.
-var Buckets = []string{bucketCENs, bucketContainers, bucketCINs, bucketCPools}
+var Buckets = []string{bucketCENs, bucketContainers, bucketCINs, bucketCPools, bucketProjects, bucketVMs}
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 

@@ -1,5 +1,5 @@
 // Package rest is leviathan's HTTP frontend: gin routers for the leviathan
-// API (and later the GNS3-style API), request decoding, and the one
+// API and the GNS3-style API, request decoding, and the one
 // adapter that maps errors to a status and {"status","message"}. Handlers
 // only decode, call core, and encode.
 //
@@ -24,6 +24,7 @@ import (
 	"github.com/leviathan-net/leviathan/cpool"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/monitor"
+	"github.com/leviathan-net/leviathan/vm"
 )
 
 // Version is leviathan's version, as GET /v2/version reports it.
@@ -46,7 +47,9 @@ type Options struct {
 	MonitorQueue int
 	// Pools serves /cpool (nil: those routes answer 503).
 	Pools *cpool.Manager
-	Log   *slog.Logger
+	// VMs serves the GNS3-style API; without it those routes answer 503.
+	VMs *vm.Manager
+	Log *slog.Logger
 }
 
 // Server serves the API.
@@ -61,6 +64,7 @@ type Server struct {
 	routes []Route
 	mon    *monitor.Server
 	pools  *cpool.Manager
+	vmm    *vm.Manager
 }
 
 // Route is one registered method and path (in gin's :param form).
@@ -77,7 +81,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{svc: svc, log: o.Log, opCtx: ctx, pools: o.Pools}
+	s := &Server{svc: svc, log: o.Log, opCtx: ctx, pools: o.Pools, vmm: o.VMs}
 	e := gin.New()
 	// No redirects and no path cleaning: a trailing slash or an encoded
 	// '/' is never silently turned into another resource or ID.
@@ -111,6 +115,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	s.cpoolRoutes()
 	s.exportRoutes()
 	s.labToolRoutes()
+	s.gns3Routes()
 	s.stream(http.MethodGet, "/leviathan/monitor", s.mon.ServeMonitor)
 	s.stream(http.MethodGet, "/v2/notifications", s.mon.ServeNotifications)
 	s.stream(http.MethodGet, "/v2/notifications/ws", s.mon.ServeNotificationsWS)

@@ -142,18 +142,20 @@ func (t *term) lock(ctx context.Context) error {
 
 func (t *term) unlock() { <-t.inLock }
 
-// typed writes what a console client typed, through the guard.
-func (t *term) typed(ctx context.Context, b []byte) error {
+// typed writes what a console client typed, through the guard; bye
+// says the client typed disconnect.
+func (t *term) typed(ctx context.Context, b []byte) (bye bool, err error) {
 	if err := t.lock(ctx); err != nil {
-		return err
+		return false, err
 	}
 	defer t.unlock()
 	out := t.guard.filter(b)
+	bye, t.guard.bye = t.guard.bye, false
 	if len(out) == 0 {
-		return nil
+		return bye, nil
 	}
-	_, err := t.pty.Write(out)
-	return err
+	_, err = t.pty.Write(out)
+	return bye, err
 }
 
 // write writes b to vpcs as is; inLock must be held. It leaves the
@@ -267,7 +269,11 @@ func (t *term) client(c net.Conn) {
 				}
 			}
 			if len(data) > 0 {
-				if werr := t.typed(ctx, data); werr != nil {
+				bye, werr := t.typed(ctx, data)
+				if bye {
+					c.Write([]byte("\r\nGood-bye\r\n"))
+				}
+				if werr != nil || bye {
 					break
 				}
 			}

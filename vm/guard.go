@@ -110,6 +110,7 @@ type guard struct {
 	pos      int
 	recalled bool   // up or down was pressed: line is unknown
 	esc      []byte // an escape sequence being read
+	bye      bool   // the client typed disconnect: end its session
 	refused  func(line string, err error)
 }
 
@@ -201,6 +202,12 @@ func (g *guard) key(k key, seq string, out []byte) []byte {
 func (g *guard) enter(out []byte) []byte {
 	line := string(g.line)
 	g.reset()
+	if strings.Trim(line, " \t") == "disconnect" {
+		// As vpcs's own console server has it: the session ends, vpcs
+		// runs on. The line is cleared, not run.
+		g.bye = true
+		return append(out, ctrlC)
+	}
 	if err := allowedLine(line); err != nil {
 		if g.refused != nil {
 			g.refused(line, err)

@@ -203,6 +203,14 @@ func (p *Ports) Free(port Port) bool {
 	return ok
 }
 
+// Owner says who holds port, if anyone does.
+func (p *Ports) Owner(port Port) (owner string, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	owner, ok = p.held[port]
+	return owner, ok
+}
+
 // Release lets go of every port owner holds and returns them, sorted.
 func (p *Ports) Release(owner string) []Port {
 	p.mu.Lock()

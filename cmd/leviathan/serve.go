@@ -22,6 +22,7 @@ import (
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/daemon"
 	"github.com/leviathan-net/leviathan/rest"
+	"github.com/leviathan-net/leviathan/vm"
 )
 
 // defaultSocket is where the daemon serves its API for local clients,
@@ -44,6 +45,8 @@ type serveConfig struct {
 	cinPool     string
 	cinLen      int
 	docker      bool
+	udpPorts    string
+	consolePort string
 }
 
 const serveLong = `Run the daemon in the foreground: reconcile the kernel with the store, then
@@ -86,6 +89,8 @@ func serveCmd() *cobra.Command {
 	f.StringVar(&cfg.cinPool, "cin-pool", "", "IPv4 network CINs get their prefixes from (default: the n-th CIN gets 10.(10+n).0.0/16)")
 	f.IntVar(&cfg.cinLen, "cin-prefix-len", 0, "length of the prefixes cut from --cin-pool (default 16, or the pool's own length if longer)")
 	f.BoolVar(&cfg.docker, "docker", true, "use the Docker engine that DOCKER_HOST (default unix:///var/run/docker.sock) names, when it answers: Docker containers as members, and CPools")
+	f.StringVar(&cfg.udpPorts, "udp-ports", vm.DefaultUDPRange.String(), "LO-HI: UDP ports of emulated VMs' tunnels (NIOs)")
+	f.StringVar(&cfg.consolePort, "console-ports", vm.DefaultConsoleRange.String(), "LO-HI: TCP ports of emulated VMs' consoles, on 127.0.0.1")
 	cmd.MarkFlagsMutuallyExclusive("auth", "auth-file")
 	// The client's global flags mean nothing to the daemon: keep them
 	// out of its help.
@@ -242,6 +247,14 @@ func readAuthFile(path string) (string, error) {
 
 func runDaemon(ctx context.Context, cfg serveConfig, pool cin.Pool, listeners []net.Listener, log *slog.Logger) error {
 	start := time.Now()
+	var vms daemon.VMConfig
+	var err error
+	if vms.UDPPorts, err = vm.ParseRange(cfg.udpPorts); err != nil {
+		return fmt.Errorf("serve: --udp-ports: %w", err)
+	}
+	if vms.ConsolePorts, err = vm.ParseRange(cfg.consolePort); err != nil {
+		return fmt.Errorf("serve: --console-ports: %w", err)
+	}
 	d, err := daemon.Open(ctx, daemon.Config{
 		StateDir:    cfg.stateDir,
 		HostID:      cfg.hostID,
@@ -249,6 +262,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, pool cin.Pool, listeners []
 		NetnsPrefix: cfg.netnsPrefix,
 		CINPool:     pool,
 		Docker:      cfg.docker,
+		VMs:         vms,
 		Rest:        rest.Options{Auth: cfg.auth},
 		Log:         log,
 	})

@@ -1,7 +1,8 @@
 // Package daemon assembles leviathan as "leviathan serve" runs it: the
 // embedded store, the fabric namespace, the netns runtime, the internal
-// API reconciled with the kernel, and the HTTP API in front of it. The
-// binary and the benchmarks share it, so what is measured is what runs.
+// API reconciled with the kernel, the Docker runtime and pools, the
+// emulated VMs, and the HTTP API in front of it. The binary and the
+// benchmarks share it, so what is measured is what runs.
 //
 // Threading: a Daemon is safe for concurrent use; Close must be called
 // once, after the HTTP servers in front of Handler have stopped.
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 
 	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/core"
@@ -21,6 +23,7 @@ import (
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/netfab"
 	"github.com/leviathan-net/leviathan/rest"
+	"github.com/leviathan-net/leviathan/vm"
 )
 
 // Config is what "leviathan serve" takes.
@@ -34,6 +37,7 @@ type Config struct {
 	// it answers: Docker members and CPools. Without one they are
 	// unavailable and everything else works.
 	Docker bool
+	VMs    VMConfig
 	Rest   rest.Options
 	Log    *slog.Logger
 }
@@ -45,6 +49,7 @@ type Daemon struct {
 	Service *core.Service
 	Engine  *dockerrt.Engine // nil without Docker
 	Pools   *cpool.Manager
+	VMs     *vm.Manager
 	// Handler serves the API.
 	Handler http.Handler
 	cancel  context.CancelFunc
@@ -100,6 +105,9 @@ func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	if err := d.Service.Reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("reconcile: %w", err)
 	}
+	if d.VMs, err = openVMs(ctx, cfg, d); err != nil {
+		return nil, err
+	}
 	// Changes and jobs run under the daemon's lifetime, not a request's.
 	opCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -111,8 +119,37 @@ func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		d.Pools.Start()
 		cfg.Rest.Pools = d.Pools
 	}
+	cfg.Rest.VMs = d.VMs
 	d.Handler = rest.New(opCtx, d.Service, cfg.Rest)
 	return d, nil
+}
+
+// VMConfig configures the emulated VMs.
+type VMConfig struct {
+	// UDPPorts and ConsolePorts are the ranges of their ports
+	// (vm.DefaultUDPRange and vm.DefaultConsoleRange when zero).
+	UDPPorts, ConsolePorts vm.Range
+}
+
+// openVMs starts the emulated VMs' manager: projects under
+// STATE/projects, VMs that were started started again.
+func openVMs(ctx context.Context, cfg Config, d *Daemon) (*vm.Manager, error) {
+	if cfg.VMs.UDPPorts == (vm.Range{}) {
+		cfg.VMs.UDPPorts = vm.DefaultUDPRange
+	}
+	if cfg.VMs.ConsolePorts == (vm.Range{}) {
+		cfg.VMs.ConsolePorts = vm.DefaultConsoleRange
+	}
+	ports, err := vm.NewPorts(cfg.VMs.UDPPorts, cfg.VMs.ConsolePorts)
+	if err != nil {
+		return nil, err
+	}
+	return vm.OpenManager(ctx, vm.ManagerConfig{
+		Store: d.Store, Bus: d.Service.Bus(), Ports: ports,
+		Dir:    filepath.Join(cfg.StateDir, "projects"),
+		HostID: cfg.HostID,
+		Log:    cfg.Log.With("part", "vm"),
+	})
 }
 
 // Close cancels kernel work under way, waits for background jobs, and
@@ -126,6 +163,9 @@ func (d *Daemon) Close() {
 	}
 	if d.Service != nil {
 		d.Service.Wait()
+	}
+	if d.VMs != nil {
+		d.VMs.Close()
 	}
 	if d.Engine != nil {
 		d.Engine.Close()
