@@ -23,6 +23,7 @@ import (
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/cpool"
 	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/internal/metrics"
 	"github.com/leviathan-net/leviathan/monitor"
 )
 
@@ -46,7 +47,11 @@ type Options struct {
 	MonitorQueue int
 	// Pools serves /cpool (nil: those routes answer 503).
 	Pools *cpool.Manager
-	Log   *slog.Logger
+	// Metrics serves /metrics (the server's own when nil): the same one
+	// core and the fabric record into (core.Options.Metrics,
+	// Metrics.Fabric).
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
 }
 
 // Server serves the API.
@@ -114,6 +119,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	s.stream(http.MethodGet, "/leviathan/monitor", s.mon.ServeMonitor)
 	s.stream(http.MethodGet, "/v2/notifications", s.mon.ServeNotifications)
 	s.stream(http.MethodGet, "/v2/notifications/ws", s.mon.ServeNotificationsWS)
+	s.metricsRoutes(o.Metrics)
 	return s
 }
 
