@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/leviathan-net/leviathan/cen"
 	"github.com/leviathan-net/leviathan/graph"
@@ -396,10 +397,11 @@ func (s *Service) checkNotInMadeCIN(cenID string, op Op) error {
 	})
 }
 
-func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState graph.State, do func([]*graph.CEN, []*netfab.CEN) []error) ([]Result, error) {
+func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState graph.State, do func([]*graph.CEN, []*netfab.CEN) []error) (_ []Result, err error) {
 	if err := validateIDs("CEN", ids); err != nil {
 		return nil, err
 	}
+	defer s.observeBatch(kindCEN, op, time.Now(), &err)
 	keys := make([]string, len(ids))
 	for i, id := range ids {
 		keys[i] = cenKey(id)

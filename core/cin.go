@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/leviathan-net/leviathan/cen"
 	"github.com/leviathan-net/leviathan/cin"
@@ -464,10 +465,11 @@ func (s *Service) DestroyCINs(ctx context.Context, ids []string) ([]Result, erro
 	})
 }
 
-func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState graph.State, do func(*cinWorld) error) ([]Result, error) {
+func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState graph.State, do func(*cinWorld) error) (_ []Result, err error) {
 	if err := validateIDs("CIN", ids); err != nil {
 		return nil, err
 	}
+	defer s.observeBatch(kindCIN, op, time.Now(), &err)
 	unlock, worlds, err := s.lockCINs(ctx, ids)
 	if err != nil {
 		return nil, err

@@ -47,7 +47,9 @@ type Options struct {
 	// Bus receives an event for every committed change (a new bus when
 	// nil).
 	Bus *monitor.Bus
-	Log *slog.Logger
+	// Metrics receives measurements of make and destroy (none when nil).
+	Metrics Metrics
+	Log     *slog.Logger
 }
 
 // Service implements the internal API.
@@ -61,6 +63,7 @@ type Service struct {
 	locks    keyedLocks
 	jobs     jobs
 	bus      *monitor.Bus
+	metrics  Metrics
 	// evMu is held across each event-producing commit and its publish,
 	// and across CIN snapshots: see commit.
 	evMu sync.Mutex
@@ -86,7 +89,11 @@ func New(o Options) (*Service, error) {
 	if bus == nil {
 		bus = monitor.NewBus()
 	}
-	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, bus: bus, log: log}, nil
+	var metrics Metrics = noMetrics{}
+	if o.Metrics != nil {
+		metrics = o.Metrics
+	}
+	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, bus: bus, metrics: metrics, log: log}, nil
 }
 
 func (s *Service) checkHost(host string) error {

@@ -16,7 +16,9 @@
 // every subscriber has a bounded queue, and a subscriber whose queue is
 // full is dropped (its Done channel closes) rather than slowing the bus or
 // the others. Each websocket connection has one reader and one writer
-// goroutine; both end when the connection does.
+// goroutine; both end when the connection does. A Server counts its open
+// connections and the events it writes (Stats) with atomics, so metrics
+// can read them at any time.
 package monitor
 
 import (
@@ -112,9 +114,10 @@ type PingEvent struct {
 
 // Bus fans committed events out to subscribers.
 type Bus struct {
-	mu   sync.Mutex // guards seq and subs
-	seq  uint64
-	subs map[*Sub]struct{}
+	mu      sync.Mutex // guards seq, subs and dropped
+	seq     uint64
+	subs    map[*Sub]struct{}
+	dropped uint64 // subscribers dropped because their queue was full
 }
 
 // Sub is one subscriber's bounded queue.
@@ -147,6 +150,7 @@ func (b *Bus) Publish(evs ...Event) {
 			case s.C <- e:
 			default:
 				s.drop()
+				b.dropped++
 				break send
 			}
 		}
@@ -184,6 +188,14 @@ func (s *Sub) drop() {
 		delete(s.bus.subs, s)
 		close(s.Done)
 	})
+}
+
+// Dropped is how many subscribers the bus has dropped because their
+// queue was full: clients too slow to keep up.
+func (b *Bus) Dropped() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dropped
 }
 
 // Subscribers is how many subscribers the bus has.

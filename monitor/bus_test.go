@@ -37,6 +37,9 @@ func TestBusDropsOnlyTheSlowSubscriber(t *testing.T) {
 	if n := b.Subscribers(); n != 0 {
 		t.Errorf("%d subscribers after Close, want 0", n)
 	}
+	if n := b.Dropped(); n != 1 {
+		t.Errorf("Dropped = %d, want 1: only the slow subscriber (Close is no drop)", n)
+	}
 	if _, seq := b.Subscribe(1); seq != 10 {
 		t.Errorf("Subscribe seq = %d, want 10", seq)
 	}

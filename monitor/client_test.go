@@ -25,7 +25,8 @@ func (s cinSource) CINMembers(id string) ([]Member, uint64, error) {
 
 func TestClient(t *testing.T) {
 	bus := NewBus()
-	srv := httptest.NewServer(http.HandlerFunc(NewServer(bus, cinSource{bus}, nil).ServeMonitor))
+	ms := NewServer(bus, cinSource{bus}, nil)
+	srv := httptest.NewServer(http.HandlerFunc(ms.ServeMonitor))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -54,6 +55,17 @@ func TestClient(t *testing.T) {
 	want = `{"type":"event","monitorID":"1","event":"create","message":[{"containerID":"c2","ipaddress":"10.10.0.11","tag":null}]}`
 	if diff := cmp.Diff(want, string(ev)); diff != "" {
 		t.Errorf("event (-want +got):\n%s", diff)
+	}
+	st := ms.Stats()
+	if mon := st.Streams[StreamMonitor]; mon.Open != 1 || mon.Sent != 1 || st.Published != 1 || st.Dropped != 0 {
+		t.Errorf("stats with one client after one event: %+v", st)
+	}
+	c.Close()
+	for ms.Stats().Streams[StreamMonitor].Open != 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the closed connection is still counted open")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

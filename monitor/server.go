@@ -35,6 +35,7 @@ type Server struct {
 	// WriteTimeout bounds one write to a client.
 	WriteTimeout time.Duration
 	nextID       atomic.Uint64
+	streams      [numStreams]streamCounters
 }
 
 // NewServer returns a Server with default limits.
@@ -176,6 +177,7 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.CloseNow()
+	defer s.opened(StreamMonitor)()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	sub, _ := s.bus.Subscribe(s.QueueLen)
@@ -238,6 +240,7 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 					if err := s.writeRaw(c, eventJSON(m.id, kind, ms)); err != nil {
 						return
 					}
+					s.sent(StreamMonitor)
 				}
 			}
 		}
@@ -373,6 +376,7 @@ func (s *Server) ServeNotifications(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	defer s.opened(StreamNotifications)()
 	sub, _ := s.bus.Subscribe(s.QueueLen)
 	defer sub.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -405,6 +409,7 @@ func (s *Server) ServeNotifications(w http.ResponseWriter, r *http.Request) {
 			if !send(notification{Action: e.Action, Event: e.Data}) {
 				return
 			}
+			s.sent(StreamNotifications)
 		}
 		idle.Reset(s.PingEvery)
 	}
@@ -418,6 +423,7 @@ func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.CloseNow()
+	defer s.opened(StreamNotificationsWS)()
 	ctx, cancel := context.WithCancel(c.CloseRead(context.WithoutCancel(r.Context()))) // the client only listens
 	defer cancel()
 	sub, _ := s.bus.Subscribe(s.QueueLen)
@@ -440,6 +446,9 @@ func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := s.write(c, n); err != nil {
 			return
+		}
+		if n.Action != ActionPing {
+			s.sent(StreamNotificationsWS)
 		}
 		idle.Reset(s.PingEvery)
 	}

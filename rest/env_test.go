@@ -22,6 +22,7 @@ import (
 	"github.com/leviathan-net/leviathan/cpool/dockerrt"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/ktest"
+	"github.com/leviathan-net/leviathan/internal/metrics"
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
@@ -41,6 +42,9 @@ type env struct {
 	// eng, when set, makes Docker a runtime and serves CPools.
 	eng   *dockerrt.Engine
 	pools *cpool.Manager
+	// metrics is wired as the daemon wires it: core's batches, the
+	// kernel's calls, served at /metrics.
+	metrics *metrics.Metrics
 }
 
 func newEnv(t *testing.T, o Options) *env {
@@ -78,11 +82,13 @@ func (e *env) start() {
 		runtimes = append(runtimes, cpool.NewRuntime(e.eng))
 	}
 	runtimes = append(runtimes, &core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab})
+	e.metrics = metrics.New(nil)
 	e.svc, err = core.New(core.Options{
 		HostID:   "host1",
 		Store:    e.store,
-		Fabric:   e.fab,
+		Fabric:   e.metrics.Fabric(e.fab),
 		Runtimes: runtimes,
+		Metrics:  e.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +97,7 @@ func (e *env) start() {
 		t.Fatal(err)
 	}
 	o := e.opts
+	o.Metrics = e.metrics
 	if e.eng != nil {
 		e.pools = cpool.New(cpool.Options{Engine: e.eng, Service: e.svc, Store: e.store, Host: "host1", Resync: time.Second})
 		e.pools.Start()

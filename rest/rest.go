@@ -23,6 +23,7 @@ import (
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/cpool"
 	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/internal/metrics"
 	"github.com/leviathan-net/leviathan/monitor"
 	"github.com/leviathan-net/leviathan/vm"
 )
@@ -49,7 +50,11 @@ type Options struct {
 	Pools *cpool.Manager
 	// VMs serves the GNS3-style API; without it those routes answer 503.
 	VMs *vm.Manager
-	Log *slog.Logger
+	// Metrics serves /metrics (the server's own when nil): the same one
+	// core and the fabric record into (core.Options.Metrics,
+	// Metrics.Fabric).
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
 }
 
 // Server serves the API.
@@ -119,6 +124,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	s.stream(http.MethodGet, "/leviathan/monitor", s.mon.ServeMonitor)
 	s.stream(http.MethodGet, "/v2/notifications", s.mon.ServeNotifications)
 	s.stream(http.MethodGet, "/v2/notifications/ws", s.mon.ServeNotificationsWS)
+	s.metricsRoutes(o.Metrics)
 	return s
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/leviathan-net/leviathan/cpool"
 	"github.com/leviathan-net/leviathan/cpool/dockerrt"
 	"github.com/leviathan-net/leviathan/graph"
+	"github.com/leviathan-net/leviathan/internal/metrics"
 	"github.com/leviathan-net/leviathan/netfab"
 	"github.com/leviathan-net/leviathan/rest"
 	"github.com/leviathan-net/leviathan/vm"
@@ -50,6 +51,9 @@ type Daemon struct {
 	Engine  *dockerrt.Engine // nil without Docker
 	Pools   *cpool.Manager
 	VMs     *vm.Manager
+	// Metrics records core's operations and the kernel's, and serves
+	// them at /metrics.
+	Metrics *metrics.Metrics
 	// Handler serves the API.
 	Handler http.Handler
 	cancel  context.CancelFunc
@@ -91,12 +95,20 @@ func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		}
 	}
 	runtimes = append(runtimes, &core.NetnsRuntime{Prefix: cfg.NetnsPrefix, Fabric: cfg.FabricNetns, NS: d.Fabric})
+	// Core records its batches and calls the kernel through a fabric that
+	// counts, into the registry /metrics serves; the reconcile below is
+	// counted too.
+	if d.Metrics = cfg.Rest.Metrics; d.Metrics == nil {
+		d.Metrics = metrics.New(cfg.Log)
+	}
+	cfg.Rest.Metrics = d.Metrics
 	d.Service, err = core.New(core.Options{
 		HostID:   cfg.HostID,
 		Store:    d.Store,
-		Fabric:   d.Fabric,
+		Fabric:   d.Metrics.Fabric(d.Fabric),
 		Runtimes: runtimes,
 		CINPool:  cfg.CINPool,
+		Metrics:  d.Metrics,
 		Log:      cfg.Log,
 	})
 	if err != nil {
