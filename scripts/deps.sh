@@ -6,8 +6,10 @@ set -euo pipefail
 # vpcs: the emulated VMs; docker.io and busybox-static: the Docker tests'
 # engine and their image; tcpdump, graphviz and chromium: the lab tools'
 # tests read captures, render ?format=dot and open /ui in a headless
-# browser (chromium is big; its test skips without it unless CI=true).
-pkgs=(iproute2 iputils-ping util-linux curl vpcs docker.io busybox-static tcpdump graphviz chromium)
+# browser (chromium is big; its test skips without it unless CI=true);
+# etcd-server: the etcd store's tests run a real etcd (skipped without it
+# unless CI=true).
+pkgs=(iproute2 iputils-ping util-linux curl vpcs docker.io busybox-static tcpdump graphviz chromium etcd-server)
 need=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

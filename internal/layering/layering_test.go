@@ -24,6 +24,7 @@ var owners = map[string]string{
 	"github.com/creack/pty":                             "vm",
 	"github.com/spf13/":                                 "cmd", // cobra and pflag: the command line
 	"go.etcd.io/bbolt":                                  "graph",
+	"go.etcd.io/etcd":                                   "graph",
 	"github.com/leviathan-net/leviathan/internal/ktest": "", // tests only
 }
 
