@@ -7,8 +7,15 @@
 // a change or none of it. The typed helpers in this package (GetCEN,
 // PutContainer, ...) are the only code that knows how objects are encoded.
 //
+// Every committed change has a store revision, and a Watch delivers the
+// changes after a revision in order: several API servers sharing an etcd
+// store learn from it what the others committed. The embedded BoltStore
+// and the EtcdStore are the only code that imports their databases.
+//
 // Threading: a Store is safe for concurrent use; a Tx belongs to the
-// goroutine running the transaction function and must not escape it.
+// goroutine running the transaction function and must not escape it. A
+// Watcher's channel is read by one goroutine; the commits it delivers
+// are shared with other watchers and must not be modified.
 package graph
 
 import (
@@ -24,7 +31,8 @@ var (
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid")
 	// ErrUnavailable says a service leviathan depends on (the Docker
-	// engine) does not answer; trying again later may work.
+	// engine, the etcd cluster) does not answer; trying again later may
+	// work.
 	ErrUnavailable = errors.New("unavailable")
 )
 

@@ -1,18 +1,20 @@
 package graph
 
 import (
+	"context"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"time"
-
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
-// Store persists the graph. It is deliberately small so that an etcd
-// implementation can follow for several hosts without touching callers.
+// Store persists the graph. It is deliberately small: the embedded
+// BoltStore and the EtcdStore shared by several hosts implement it, and
+// callers do not know which one they hold.
+//
+// Every Update that writes something commits a new store revision.
+// Revisions only grow; a BoltStore numbers them 1, 2, 3..., an EtcdStore
+// uses the etcd cluster's revisions, which skip the numbers of writes
+// outside the store's prefix. A reader learns the revision of what it saw
+// (ViewRev) and can then Watch every later change, so it neither misses
+// nor repeats one.
 type Store interface {
 	// View runs fn in a read-only transaction.
 	View(fn func(Tx) error) error
@@ -22,6 +24,21 @@ type Store interface {
 	// outside the transaction.
 	Update(fn func(Tx) error) error
 	Close() error
+
+	// ViewRev is View bounded by ctx; it returns the revision of the
+	// state fn saw.
+	ViewRev(ctx context.Context, fn func(Tx) error) (int64, error)
+	// UpdateRev is Update bounded by ctx (its retries and waits); it
+	// returns the revision fn's changes were committed at, or the
+	// revision fn read at when it wrote nothing.
+	UpdateRev(ctx context.Context, fn func(Tx) error) (int64, error)
+	// Revision returns the store's current revision.
+	Revision(ctx context.Context) (int64, error)
+	// Watch delivers every commit after fromRevision, in revision order,
+	// until ctx ends or the watch fails; see Watcher. When the changes
+	// after fromRevision are no longer kept, the Watcher ends at once
+	// with an error wrapping ErrResync.
+	Watch(ctx context.Context, fromRevision int64) *Watcher
 }
 
 // Tx is one transaction over named buckets of keys.
@@ -35,99 +52,61 @@ type Tx interface {
 	ForEach(bucket string, fn func(key string, value []byte) error) error
 }
 
-// BoltStore is the embedded Store: one bbolt file.
-type BoltStore struct {
-	db *bolt.DB
+// ErrResync says a watcher cannot be told every change it asked for: the
+// revision it wants to start after is no longer kept (an etcd compaction,
+// or older than the BoltStore's ring of recent commits), or it fell
+// behind. The caller reads the whole state again with ViewRev and
+// watches from that revision.
+var ErrResync = errors.New("changes no longer kept: resync from a full read")
+
+// Change is one key's change in a commit: its new value, or its deletion.
+type Change struct {
+	Bucket  string
+	Key     string
+	Value   []byte // nil when Deleted
+	Deleted bool
 }
 
-// StoreFile is the name of the store's file inside the state directory.
-const StoreFile = "leviathan.db"
-
-// OpenBolt opens (creating if needed) the store in dir. It fails at once,
-// rather than hanging, when another process holds the file.
-func OpenBolt(dir string) (*BoltStore, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state dir: %w", err)
-	}
-	path := filepath.Join(dir, StoreFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open store %s: held by another process (is another leviathan running with this --state-dir?): %w", path, err)
-		}
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range Buckets {
-			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("init store %s: %w", path, err)
-	}
-	return &BoltStore{db: db}, nil
+// Commit is what one Update changed, at the revision it committed. Its
+// changes are in ascending (bucket, key) order, one per key.
+type Commit struct {
+	Revision int64
+	Changes  []Change
 }
 
-// View implements Store.
-func (s *BoltStore) View(fn func(Tx) error) error {
-	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+// Watcher delivers commits on C in revision order, each exactly once. C
+// is closed when the watch ends: when its context ends, the store closes,
+// or it fails (ErrResync, ErrUnavailable); Err then says why.
+type Watcher struct {
+	C <-chan Commit
+
+	c   chan Commit
+	err error // written once, before c is closed
 }
 
-// Update implements Store.
-func (s *BoltStore) Update(fn func(Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+func newWatcher() *Watcher {
+	c := make(chan Commit)
+	return &Watcher{C: c, c: c}
 }
 
-// Close implements Store.
-func (s *BoltStore) Close() error { return s.db.Close() }
+// Err returns why the watch ended; it is valid once C is closed.
+func (w *Watcher) Err() error { return w.err }
 
-type boltTx struct{ tx *bolt.Tx }
-
-func (t boltTx) bucket(name string) (*bolt.Bucket, error) {
-	b := t.tx.Bucket([]byte(name))
-	if b == nil {
-		return nil, fmt.Errorf("store has no bucket %q", name)
+// send hands cm to the reader, or reports false when ctx ends first.
+func (w *Watcher) send(ctx context.Context, cm Commit) bool {
+	select {
+	case w.c <- cm:
+		return true
+	case <-ctx.Done():
+		return false
 	}
-	return b, nil
 }
 
-func (t boltTx) Get(bucket, key string) ([]byte, error) {
-	b, err := t.bucket(bucket)
-	if err != nil {
-		return nil, err
-	}
-	v := b.Get([]byte(key))
-	if v == nil {
-		return nil, nil
-	}
-	// bbolt's memory is only valid inside the transaction.
-	return append([]byte(nil), v...), nil
+// end records why the watch ended and closes C.
+func (w *Watcher) end(err error) {
+	w.err = err
+	close(w.c)
 }
 
-func (t boltTx) Put(bucket, key string, value []byte) error {
-	b, err := t.bucket(bucket)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(key), value)
-}
-
-func (t boltTx) Delete(bucket, key string) error {
-	b, err := t.bucket(bucket)
-	if err != nil {
-		return err
-	}
-	return b.Delete([]byte(key))
-}
-
-func (t boltTx) ForEach(bucket string, fn func(key string, value []byte) error) error {
-	b, err := t.bucket(bucket)
-	if err != nil {
-		return err
-	}
-	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
-}
+// errStoreClosed ends the watches of a store that closed.
+var errStoreClosed = errors.New("store closed")

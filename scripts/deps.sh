@@ -13,8 +13,9 @@ if [ "${1:-}" = test ]; then
 	# docker.io and busybox-static: the Docker tests' engine and their
 	# image; tcpdump, graphviz and chromium: the lab tools' tests read
 	# captures, render ?format=dot and open /ui in a headless browser;
-	# socat: the relay's benchmark baseline.
-	pkgs+=(docker.io busybox-static tcpdump graphviz chromium socat)
+	# socat: the relay's benchmark baseline; etcd-server: the etcd store's
+	# tests run a real etcd.
+	pkgs+=(docker.io busybox-static tcpdump graphviz chromium socat etcd-server)
 fi
 need=()
 for p in "${pkgs[@]}"; do

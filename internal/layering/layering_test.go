@@ -27,6 +27,7 @@ var owners = map[string]string{
 	"github.com/spf13/":                                 "cmd", // cobra and pflag: the command line
 	"go.etcd.io/bbolt":                                  "graph",
 	"github.com/prometheus/":                            "internal/metrics",
+	"go.etcd.io/etcd":                                   "graph",
 	"github.com/leviathan-net/leviathan/internal/ktest": "", // tests only
 }
 
