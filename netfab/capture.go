@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -19,27 +19,37 @@ import (
 
 // Capture sizes.
 const (
-	// CaptureSnapLen is the snapshot length announced in the pcap header:
-	// no frame is cut shorter than captureFrameBuf.
+	// CaptureSnapLen is the snapshot length announced in the pcap header;
+	// a longer frame (a GSO packet on a veth can be) is recorded cut to
+	// it, with its true length.
 	CaptureSnapLen = 262144
-	// captureFrameBuf holds the largest frame a veth passes up in one
-	// piece (a 64 KiB GSO packet and its Ethernet header); a longer one is
-	// recorded cut to this length, with its true length.
-	captureFrameBuf = 64<<10 + 256
-	captureBatchLen = 32 // frames per recvmmsg
+	// The receive ring (TPACKET_V3): the kernel fills blocks of frames and
+	// hands each to the reader whole, when it is full or captureRetireMs
+	// after its first frame, so a busy link costs one wakeup per block and
+	// a quiet one still delivers within that time. A block holds the
+	// longest frame a veth passes up (a 64 KiB GSO packet, or a BIG TCP
+	// one) in one piece.
+	captureBlockSize = 1 << 20
+	captureBlocks    = 16
+	captureRetireMs  = 20
+	// captureFrameSize only satisfies the kernel's arithmetic
+	// (frame_nr = blocks * block/frame); V3 packs frames of any length.
+	captureFrameSize = 2048
 	// DefaultCaptureQueue bounds the bytes of pcap records held between
-	// the socket reader and a slow writer; beyond it frames are dropped
+	// the ring reader and a slow writer; beyond it frames are dropped
 	// and counted, and the link never waits.
 	DefaultCaptureQueue = 8 << 20
-	captureQueueChunks  = 512      // batches held at most
-	captureFreeBufs     = 16       // written buffers kept for reuse
-	captureKeepBuf      = 64 << 10 // largest buffer kept for reuse
-	captureSockBuf      = 4 << 20  // socket receive buffer
-	pcapHeaderLen       = 24       // global header
-	pcapRecordLen       = 16       // per-record header
-	linkTypeEthernet    = 1        // LINKTYPE_ETHERNET
-	pcapMagicMicro      = 0xa1b2c3d4
-	cmsgTimestampSpace  = 32 // CmsgSpace(sizeof(struct timespec))
+	captureQueueChunks  = 512 // blocks' records held at most
+	captureFreeBufs     = 8   // written buffers kept for reuse
+	// captureKeepBuf is the largest buffer kept for reuse: the records of
+	// a block are never longer than the block (a record header is shorter
+	// than the kernel's per-frame header) unless a frame had a VLAN tag
+	// put back.
+	captureKeepBuf   = captureBlockSize + captureBlockSize/8
+	pcapHeaderLen    = 24 // global header
+	pcapRecordLen    = 16 // per-record header
+	linkTypeEthernet = 1  // LINKTYPE_ETHERNET
+	pcapMagicMicro   = 0xa1b2c3d4
 )
 
 // CaptureSpec says where one member's link on a CEN is captured: an
@@ -56,42 +66,57 @@ type CaptureSpec struct {
 // CaptureStats counts what a capture saw.
 type CaptureStats struct {
 	Frames uint64 `json:"frames"` // written to the client
-	// Dropped were read from the socket but found the queue to the
-	// writer full: the client did not keep up.
+	// Dropped were read from the ring but found the queue to the writer
+	// full: the client did not keep up.
 	Dropped uint64 `json:"dropped"`
-	// KernelDropped never reached the reader: the socket's buffer was
-	// full.
+	// KernelDropped never reached the reader: the ring was full.
 	KernelDropped uint64 `json:"kernel_dropped"`
+	// RingFull counts the times the ring filled up, the reader behind
+	// the link (each time, the frames until it caught up are among
+	// KernelDropped).
+	RingFull uint64 `json:"ring_full"`
 }
 
 // openCaptures counts captures whose socket is open.
 var openCaptures atomic.Int64
 
 // OpenCaptures returns how many captures hold a socket now (for tests
-// and metrics: every capture ends with its socket closed).
+// and metrics: every capture ends with its socket closed and its ring
+// unmapped).
 func OpenCaptures() int { return int(openCaptures.Load()) }
 
-// A Capture is an AF_PACKET socket bound to one interface. It sees each
-// frame once per direction: bound to one interface, the kernel hands it
-// the frames that interface receives and, as PACKET_OUTGOING, those it
-// sends, each once, so PACKET_IGNORE_OUTGOING stays off (it would hide
-// one direction). A frame crossing a bridge is seen on the port it
-// crosses, never twice.
+// A Capture is an AF_PACKET socket bound to one interface, with a
+// memory-mapped receive ring. It sees each frame once per direction:
+// bound to one interface, the kernel hands it the frames that interface
+// receives and, as PACKET_OUTGOING, those it sends, each once, so
+// PACKET_IGNORE_OUTGOING stays off (it would hide one direction). A
+// frame crossing a bridge is seen on the port it crosses, never twice.
 //
-// The socket is non-blocking, in the runtime's poller: Stream reads it
-// from its own goroutine and ends that goroutine before returning.
-// A Capture is used by one Stream at a time; Close releases it.
+// The kernel copies each frame into the ring as it passes, and wakes
+// the reader once per block, not per frame: that keeps the capture's
+// cost to the link small. The socket is non-blocking, in the runtime's
+// poller: Stream reads the ring from its own goroutine, waiting for the
+// next block in the poller, and ends that goroutine before returning.
+// A Capture is used by one Stream at a time; Close releases it, and
+// waits for a Stream still reading the ring.
 type Capture struct {
 	f    *os.File
 	rc   syscall.RawConn
+	ring []byte // captureBlocks blocks, mapped from the socket
+	// rd keeps the ring's position from one Stream to the next: the
+	// kernel fills the blocks in turn, whoever reads them.
+	rd   *ringReader
 	spec CaptureSpec
+	// reading counts Stream's reader goroutine: Close unmaps the ring
+	// only once it ended.
+	reading sync.WaitGroup
 }
 
 // OpenCapture opens a packet socket on spec's interface. The socket is
 // created inside the interface's namespace (a packet socket binds to
 // interfaces of the namespace it was created in) and with protocol 0, so
-// it receives nothing until it is bound to that one interface: no frame
-// of another interface ever enters it.
+// it receives nothing until it is bound to that one interface, once its
+// ring is mapped: no frame of another interface ever enters it.
 func OpenCapture(spec CaptureSpec) (c *Capture, err error) {
 	if _, err := ownOrMissing(spec); err != nil {
 		return nil, err
@@ -118,13 +143,28 @@ func OpenCapture(spec CaptureSpec) (c *Capture, err error) {
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
 		return nil, fmt.Errorf("capture %s in %s: %w", spec.IfName, spec.Netns, err)
 	}
-	// A big buffer rides out bursts; root may exceed rmem_max.
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, captureSockBuf) != nil {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, captureSockBuf)
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+		return nil, fmt.Errorf("capture %s: TPACKET_V3: %w", spec.IfName, err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
-		return nil, fmt.Errorf("capture %s: SO_TIMESTAMPNS: %w", spec.IfName, err)
+	req := unix.TpacketReq3{
+		Block_size:     captureBlockSize,
+		Block_nr:       captureBlocks,
+		Frame_size:     captureFrameSize,
+		Frame_nr:       captureBlocks * (captureBlockSize / captureFrameSize),
+		Retire_blk_tov: captureRetireMs,
 	}
+	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return nil, fmt.Errorf("capture %s: receive ring: %w", spec.IfName, err)
+	}
+	ring, err := unix.Mmap(fd, 0, captureBlocks*captureBlockSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("capture %s: map the receive ring: %w", spec.IfName, err)
+	}
+	defer func() {
+		if err != nil {
+			unix.Munmap(ring)
+		}
+	}()
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: int(ifr.Uint32())}
 	if err := unix.Bind(fd, sa); err != nil {
 		return nil, fmt.Errorf("capture %s in %s: bind: %w", spec.IfName, spec.Netns, err)
@@ -134,7 +174,7 @@ func OpenCapture(spec CaptureSpec) (c *Capture, err error) {
 		return nil, fmt.Errorf("capture %s: %w", spec.IfName, err)
 	}
 	openCaptures.Add(1)
-	return &Capture{f: f, rc: rc, spec: spec}, nil
+	return &Capture{f: f, rc: rc, ring: ring, rd: newRingReader(ring), spec: spec}, nil
 }
 
 // ownOrMissing checks that spec's interface exists and is leviathan's.
@@ -152,13 +192,19 @@ func ownOrMissing(spec CaptureSpec) (bool, error) {
 // Spec returns where the capture was opened.
 func (c *Capture) Spec() CaptureSpec { return c.spec }
 
-// Close closes the socket.
+// Close closes the socket and unmaps its ring. Closing the socket first
+// ends a reader waiting in the poller; the ring is unmapped once no
+// reader is left (the kernel releases the socket with its mapping).
 func (c *Capture) Close() error {
 	if c.f == nil {
 		return nil
 	}
 	err := c.f.Close()
-	c.f = nil
+	c.reading.Wait()
+	if merr := unix.Munmap(c.ring); err == nil && merr != nil {
+		err = fmt.Errorf("capture %s: unmap the receive ring: %w", c.spec.IfName, merr)
+	}
+	c.f, c.ring, c.rd = nil, nil, nil
 	openCaptures.Add(-1)
 	return err
 }
@@ -184,18 +230,20 @@ type StreamOptions struct {
 	// when 0).
 	Queue int
 	// Flush, when set, is called after each write that empties the
-	// queue, so frames reach the client as they come.
+	// queue, so frames reach the client as they come (a block at a time:
+	// at most captureRetireMs after the first of them).
 	Flush func() error
 }
 
 // Stream writes the pcap global header and then a record per frame to
 // w until ctx ends, a write fails, or o.Count frames were written. The
-// socket is read on a goroutine of its own that hands batches of
-// records to the writer through a bounded queue: when the writer falls
-// behind, frames are dropped and counted instead of stalling the reader
-// (and a packet socket never slows its link). Stream returns once that
-// goroutine has ended; a write error ends it without an error, as a
-// client going away does.
+// ring is read on a goroutine of its own that copies each block's frames
+// into pcap records, hands the block back to the kernel at once, and
+// passes the records to the writer through a bounded queue: when the
+// writer falls behind, frames are dropped and counted instead of
+// stalling the reader (and a packet socket never slows its link).
+// Stream returns once that goroutine has ended; a write error ends it
+// without an error, as a client going away does.
 func (c *Capture) Stream(ctx context.Context, w io.Writer, o StreamOptions) (CaptureStats, error) {
 	var st CaptureStats
 	if o.Queue <= 0 {
@@ -207,6 +255,8 @@ func (c *Capture) Stream(ctx context.Context, w io.Writer, o StreamOptions) (Cap
 	if o.Flush != nil {
 		o.Flush()
 	}
+	// A deadline left by an earlier Stream would end this one at once.
+	c.f.SetReadDeadline(time.Time{})
 	q := &captureQueue{
 		ch:    make(chan []byte, captureQueueChunks),
 		free:  make(chan []byte, captureFreeBufs),
@@ -214,7 +264,9 @@ func (c *Capture) Stream(ctx context.Context, w io.Writer, o StreamOptions) (Cap
 		stop:  make(chan struct{}),
 	}
 	readErr := make(chan error, 1)
+	c.reading.Add(1)
 	go func() {
+		defer c.reading.Done()
 		defer close(q.ch)
 		readErr <- c.read(q, o.Count)
 	}()
@@ -226,7 +278,6 @@ func (c *Capture) Stream(ctx context.Context, w io.Writer, o StreamOptions) (Cap
 			q.bytes.Add(-int64(len(b)))
 		}
 	}
-	var err error
 loop:
 	for {
 		select {
@@ -249,26 +300,25 @@ loop:
 			}
 		}
 	}
+	var err error
 	if rerr := <-readErr; rerr != nil {
 		err = fmt.Errorf("capture %s: %w", c.spec.IfName, rerr)
 	}
 	st.Frames, st.Dropped = q.queued.Load(), q.dropped.Load()
-	if ts, gerr := unix.GetsockoptTpacketStats(int(fdOf(c)), unix.SOL_PACKET, unix.PACKET_STATISTICS); gerr == nil {
-		st.KernelDropped = uint64(ts.Drops)
+	// Reading the statistics resets them: each Stream counts its own.
+	var ks *unix.TpacketStatsV3
+	var kerr error
+	if cerr := c.rc.Control(func(fd uintptr) {
+		ks, kerr = unix.GetsockoptTpacketStatsV3(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	}); cerr == nil && kerr == nil {
+		st.KernelDropped, st.RingFull = uint64(ks.Drops), uint64(ks.Freeze_q_cnt)
 	}
 	return st, err
 }
 
-// fdOf returns the socket's descriptor, for calls that do not block.
-func fdOf(c *Capture) uintptr {
-	var fd uintptr
-	c.rc.Control(func(f uintptr) { fd = f })
-	return fd
-}
-
 // captureQueue is the bounded queue between a capture's reader and its
-// writer: batches of pcap records, bounded in count (the channel) and in
-// bytes (limit).
+// writer: each block's pcap records, bounded in count (the channel) and
+// in bytes (limit).
 type captureQueue struct {
 	ch     chan []byte   // closed by the reader when it ends
 	free   chan []byte   // written buffers, for reuse
@@ -280,32 +330,69 @@ type captureQueue struct {
 	dropped atomic.Uint64
 }
 
-// read reads batches from the socket and queues them as pcap records
-// until stopped, the socket fails, or count frames were queued.
+// full reports whether the queue holds no more records.
+func (q *captureQueue) full() bool {
+	return q.bytes.Load() >= q.limit || len(q.ch) == cap(q.ch)
+}
+
+// recycle keeps a written buffer for the reader to fill again, unless
+// enough are kept or it grew large.
+func (q *captureQueue) recycle(out []byte) {
+	if cap(out) > captureKeepBuf {
+		return
+	}
+	select {
+	case q.free <- out[:0]:
+	default:
+	}
+}
+
+// read reads the ring's blocks in turn and queues their frames as pcap
+// records until stopped, the socket fails, or count frames were
+// queued. Each block goes back to the kernel as soon as its frames are
+// copied (or counted as dropped).
 func (c *Capture) read(q *captureQueue, count int) error {
-	b := newCaptureBatch()
+	r := c.rd
 	for {
-		n, err := c.readBatch(b)
-		if err != nil {
-			select {
-			case <-q.stop:
-				return nil
-			default:
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			return err
+		select {
+		case <-q.stop:
+			return nil
+		default:
 		}
+		blk := r.block()
+		if !blk.user() {
+			// Wait in the poller: the kernel wakes the socket when it
+			// hands over a block.
+			if err := c.rc.Read(r.ready); err != nil {
+				select {
+				case <-q.stop:
+					return nil
+				default:
+				}
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					continue
+				}
+				return err
+			}
+			continue
+		}
+		n := blk.frames()
 		if count > 0 {
 			n = min(n, count-int(q.queued.Load()))
+		}
+		if q.full() {
+			q.dropped.Add(uint64(n))
+			r.release()
+			continue
 		}
 		var out []byte
 		select {
 		case out = <-q.free:
 		default:
+			out = make([]byte, 0, captureBlockSize)
 		}
-		out = b.records(out, n)
+		out, n = blk.records(out, n)
+		r.release()
 		if q.bytes.Load()+int64(len(out)) > q.limit {
 			q.dropped.Add(uint64(n))
 			q.recycle(out)
@@ -325,133 +412,6 @@ func (c *Capture) read(q *captureQueue, count int) error {
 			return nil
 		}
 	}
-}
-
-// captureBatch holds one recvmmsg's buffers and headers.
-type captureBatch struct {
-	bufs [][]byte
-	ctl  [][]byte
-	iov  []unix.Iovec
-	hs   []unix.Mmsghdr
-	n    int
-	err  error
-	call func(uintptr) bool // bound once: no closure per read
-}
-
-func newCaptureBatch() *captureBatch {
-	b := &captureBatch{
-		bufs: make([][]byte, captureBatchLen),
-		ctl:  make([][]byte, captureBatchLen),
-		iov:  make([]unix.Iovec, captureBatchLen),
-		hs:   make([]unix.Mmsghdr, captureBatchLen),
-	}
-	mem := make([]byte, captureBatchLen*captureFrameBuf)
-	ctl := make([]byte, captureBatchLen*cmsgTimestampSpace)
-	for i := range b.bufs {
-		b.bufs[i] = mem[i*captureFrameBuf : (i+1)*captureFrameBuf : (i+1)*captureFrameBuf]
-		b.ctl[i] = ctl[i*cmsgTimestampSpace : (i+1)*cmsgTimestampSpace : (i+1)*cmsgTimestampSpace]
-	}
-	b.call = b.recv
-	return b
-}
-
-// recycle keeps a written buffer for the reader to fill again, unless
-// enough are kept or it grew large (a batch of big frames).
-func (q *captureQueue) recycle(out []byte) {
-	if cap(out) > captureKeepBuf {
-		return
-	}
-	select {
-	case q.free <- out[:0]:
-	default:
-	}
-}
-
-// readBatch reads the frames the socket holds, up to a batch, waiting in
-// the poller for the first.
-func (c *Capture) readBatch(b *captureBatch) (int, error) {
-	b.n, b.err = 0, nil
-	err := c.rc.Read(b.call)
-	if err == nil {
-		err = b.err
-	}
-	if b.n > 0 {
-		return b.n, nil
-	}
-	return 0, err
-}
-
-// recv is the poller callback of readBatch.
-func (b *captureBatch) recv(fd uintptr) bool {
-	for i := range b.hs {
-		b.iov[i].Base = unsafe.SliceData(b.bufs[i])
-		b.iov[i].SetLen(len(b.bufs[i]))
-		h := &b.hs[i]
-		h.Hdr = unix.Msghdr{Iov: &b.iov[i], Control: unsafe.SliceData(b.ctl[i])}
-		h.Hdr.SetIovlen(1)
-		h.Hdr.SetControllen(len(b.ctl[i]))
-		h.Len = 0
-	}
-	for {
-		// MSG_TRUNC: a packet socket then reports each frame's true
-		// length, also of a frame longer than its buffer.
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hs[0])), uintptr(len(b.hs)), unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
-		switch e {
-		case 0:
-			b.n = int(r)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			b.err = e
-			return true
-		}
-	}
-}
-
-// records appends the pcap records of the batch's first n frames to out.
-func (b *captureBatch) records(out []byte, n int) []byte {
-	le := binary.LittleEndian
-	for i := range n {
-		h := &b.hs[i]
-		wire := int(h.Len)
-		capLen := min(wire, len(b.bufs[i]))
-		sec, nsec := b.stamp(i)
-		var rec [pcapRecordLen]byte
-		le.PutUint32(rec[0:], uint32(sec))
-		le.PutUint32(rec[4:], uint32(nsec/1000))
-		le.PutUint32(rec[8:], uint32(capLen))
-		le.PutUint32(rec[12:], uint32(wire))
-		out = append(out, rec[:]...)
-		out = append(out, b.bufs[i][:capLen]...)
-	}
-	return out
-}
-
-// stamp returns frame i's kernel receive time (SCM_TIMESTAMPNS), or now
-// when the kernel gave none.
-func (b *captureBatch) stamp(i int) (sec, nsec int64) {
-	ctl := b.ctl[i][:b.hs[i].Hdr.Controllen]
-	for len(ctl) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
-		if int(h.Len) < unix.SizeofCmsghdr || int(h.Len) > len(ctl) {
-			break
-		}
-		data := ctl[unix.SizeofCmsghdr:h.Len]
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_TIMESTAMPNS && len(data) >= 16 {
-			ts := (*unix.Timespec)(unsafe.Pointer(&data[0]))
-			return ts.Sec, ts.Nsec
-		}
-		next := unix.CmsgSpace(int(h.Len) - unix.SizeofCmsghdr)
-		if next > len(ctl) {
-			break
-		}
-		ctl = ctl[next:]
-	}
-	now := time.Now()
-	return now.Unix(), int64(now.Nanosecond())
 }
 
 // htons converts a 16-bit protocol number to network order.

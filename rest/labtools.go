@@ -72,7 +72,7 @@ func (s *Server) pcap(c *gin.Context) error {
 	start := time.Now()
 	st, err := capt.Stream(c.Request.Context(), c.Writer, netfab.StreamOptions{Count: count, Flush: rc.Flush})
 	attrs := []any{"host", host, "container", ctr, "cen", cenID, "interface", sp.IfName, "netns", sp.Netns,
-		"frames", st.Frames, "dropped", st.Dropped, "kernel_dropped", st.KernelDropped, "took", time.Since(start)}
+		"frames", st.Frames, "dropped", st.Dropped, "kernel_dropped", st.KernelDropped, "ring_full", st.RingFull, "took", time.Since(start)}
 	switch {
 	case err != nil:
 		s.log.Error("capture ended", append(attrs, "err", err)...)

@@ -5,7 +5,7 @@
 // far member, captured, and dropped by each capture, for 64- and
 // 1400-byte frames.
 //
-//	go run ./bench/capture [-duration 2s] [-sizes 64,1400]
+//	go run ./bench/capture [-duration 2s] [-sizes 64,1400] [-runs 3]
 //
 // It runs as root, in throwaway namespaces of its own (lvb-cap-*): a
 // fabric namespace with a bridge CEN of three members, made by netfab as
@@ -14,8 +14,11 @@
 // AF_PACKET socket as fast as it can; both captures watch a's port on
 // the bridge in the fabric. leviathan's capture writes its pcap stream to
 // a discarding writer; tcpdump writes to /dev/null (-w /dev/null, with
-// the same 4 MiB socket buffer). Delivered frames are b's received
-// packets counter. It measures; it does not assert.
+// a 4 MiB ring, -B 4096). Delivered frames are b's received packets
+// counter. The cases run in turn, -runs rounds of them, and the
+// table shows each figure's median over the rounds: the machine's other
+// load comes and goes, and it then weighs on every case alike. It
+// measures; it does not assert.
 package main
 
 import (
@@ -34,6 +37,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,6 +71,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
 	duration := fs.Duration("duration", 2*time.Second, "sending time per case")
 	sizes := fs.String("sizes", "64,1400", "frame sizes in bytes")
+	runs := fs.Int("runs", 3, "rounds of the cases; the table shows medians")
 	send := fs.Int("send", 0, "internal: send frames of this size from the current namespace")
 	dst := fs.String("dst", "", "internal: destination MAC of -send")
 	if err := fs.Parse(args); err != nil {
@@ -100,20 +105,27 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer lab.fab.Close()
 
+	cases := []string{"none", "leviathan", "tcpdump", "both"}
 	var rs []result
 	for _, size := range sz {
-		for _, c := range []string{"none", "leviathan", "tcpdump", "both"} {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		rounds := make([][]result, len(cases))
+		for range max(*runs, 1) {
+			for i, c := range cases {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r, err := lab.measure(ctx, size, c, *duration)
+				if err != nil {
+					return fmt.Errorf("%d bytes, capture %s: %w", size, c, err)
+				}
+				rounds[i] = append(rounds[i], r)
 			}
-			r, err := lab.measure(ctx, size, c, *duration)
-			if err != nil {
-				return fmt.Errorf("%d bytes, capture %s: %w", size, c, err)
-			}
-			rs = append(rs, r)
+		}
+		for _, rr := range rounds {
+			rs = append(rs, median(rr))
 		}
 	}
-	report(rs)
+	report(rs, max(*runs, 1))
 	return nil
 }
 
@@ -166,13 +178,74 @@ func cleanup(prefix string) {
 }
 
 type result struct {
-	size            int
-	capture         string
-	secs            float64
-	sent, delivered uint64
-	levGot, levDrop uint64
-	tdGot, tdDrop   uint64
-	levOn, tdOn     bool
+	size         int
+	capture      string
+	levOn, tdOn  bool
+	secs         float64
+	sent, deliv  uint64
+	levGot       uint64
+	levDrop      uint64
+	tdGot        uint64
+	tdDrop       uint64
+	levCPU       time.Duration // this process's CPU time while capturing
+	tdCPU        time.Duration // tcpdump's
+	perSec       rates
+	levDropShare float64
+	tdDropShare  float64
+}
+
+// rates are a result's figures per second of sending; CPU as a share of
+// one core.
+type rates struct {
+	sent, delivered, levGot, tdGot, levCPU, tdCPU float64
+}
+
+// median returns rs[0] with each figure the median over rs.
+func median(rs []result) result {
+	m := rs[0]
+	pick := func(f func(r result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	m.perSec = rates{
+		sent:      pick(func(r result) float64 { return r.perSec.sent }),
+		delivered: pick(func(r result) float64 { return r.perSec.delivered }),
+		levGot:    pick(func(r result) float64 { return r.perSec.levGot }),
+		tdGot:     pick(func(r result) float64 { return r.perSec.tdGot }),
+		levCPU:    pick(func(r result) float64 { return r.perSec.levCPU }),
+		tdCPU:     pick(func(r result) float64 { return r.perSec.tdCPU }),
+	}
+	m.levDropShare = pick(func(r result) float64 { return r.levDropShare })
+	m.tdDropShare = pick(func(r result) float64 { return r.tdDropShare })
+	return m
+}
+
+// finish computes r's rates.
+func (r *result) finish() {
+	ps := func(n uint64) float64 { return float64(n) / r.secs }
+	r.perSec = rates{sent: ps(r.sent), delivered: ps(r.deliv), levGot: ps(r.levGot), tdGot: ps(r.tdGot),
+		levCPU: r.levCPU.Seconds() / r.secs, tdCPU: r.tdCPU.Seconds() / r.secs}
+	share := func(n, of uint64) float64 {
+		if of == 0 {
+			return 0
+		}
+		return 100 * float64(n) / float64(of)
+	}
+	r.levDropShare, r.tdDropShare = share(r.levDrop, r.levGot+r.levDrop), share(r.tdDrop, r.tdGot+r.tdDrop)
+}
+
+// cpuTime returns this process's CPU time so far.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // measure runs one case: the captures asked for, then the sender for d.
@@ -209,6 +282,7 @@ func (l *lab) measure(ctx context.Context, size int, which string, d time.Durati
 	levDone := make(chan levResult, 1)
 	levCtx, levStop := context.WithCancel(ctx)
 	defer levStop()
+	cpu0 := cpuTime()
 	if r.levOn {
 		c, err := netfab.OpenCapture(l.capture)
 		if err != nil {
@@ -240,17 +314,20 @@ func (l *lab) measure(ctx context.Context, size int, which string, d time.Durati
 			return r, lr.err
 		}
 		r.levGot, r.levDrop = lr.st.Frames, lr.st.Dropped+lr.st.KernelDropped
+		r.levCPU = cpuTime() - cpu0
 	}
 	if r.tdOn {
 		td.Process.Signal(os.Interrupt)
 		td.Wait()
 		r.tdGot, r.tdDrop = tcpdumpCounts(tdErr.String())
+		r.tdCPU = td.ProcessState.UserTime() + td.ProcessState.SystemTime()
 	}
 	after, err := rxPackets(l.ns["b"])
 	if err != nil {
 		return r, err
 	}
-	r.delivered = after - before
+	r.deliv = after - before
+	r.finish()
 	return r, nil
 }
 
@@ -339,40 +416,34 @@ func sender(size int, dst string, d time.Duration) error {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func report(rs []result) {
+func report(rs []result, runs int) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "bytes\tcapture\tsent/s\tdelivered/s\tdelivered Mbit/s\tvs none\tleviathan got/s\tleviathan dropped\ttcpdump got/s\ttcpdump dropped\t")
+	fmt.Fprintln(w, "bytes\tcapture\tsent/s\tdelivered/s\tdelivered Mbit/s\tvs none\tleviathan got/s\tleviathan dropped\tleviathan CPU\ttcpdump got/s\ttcpdump dropped\ttcpdump CPU\t")
 	var base float64
 	for _, r := range rs {
-		del := float64(r.delivered) / r.secs
+		p := r.perSec
 		if r.capture == "none" {
-			base = del
+			base = p.delivered
 		}
 		vs := "-"
 		if base > 0 {
-			vs = fmt.Sprintf("%.2f", del/base)
+			vs = fmt.Sprintf("%.2f", p.delivered/base)
 		}
-		lg, ld, tg, tdd := "-", "-", "-", "-"
+		lg, ld, lc, tg, tdd, tc := "-", "-", "-", "-", "-", "-"
 		if r.levOn {
-			lg, ld = fmt.Sprintf("%.0f", float64(r.levGot)/r.secs), pct(r.levDrop, r.levGot+r.levDrop)
+			lg, ld, lc = fmt.Sprintf("%.0f", p.levGot), fmt.Sprintf("%.1f%%", r.levDropShare), fmt.Sprintf("%.0f%%", 100*p.levCPU)
 		}
 		if r.tdOn {
-			tg, tdd = fmt.Sprintf("%.0f", float64(r.tdGot)/r.secs), pct(r.tdDrop, r.tdGot+r.tdDrop)
+			tg, tdd, tc = fmt.Sprintf("%.0f", p.tdGot), fmt.Sprintf("%.1f%%", r.tdDropShare), fmt.Sprintf("%.0f%%", 100*p.tdCPU)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", r.size, r.capture,
-			float64(r.sent)/r.secs, del, del*float64(r.size)*8/1e6, vs, lg, ld, tg, tdd)
+		fmt.Fprintf(w, "%d\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.size, r.capture,
+			p.sent, p.delivered, p.delivered*float64(r.size)*8/1e6, vs, lg, ld, lc, tg, tdd, tc)
 	}
 	w.Flush()
-	fmt.Println("\nsent: frames the sender in member a wrote to its link; delivered: frames member b received (its rx counter);")
+	fmt.Printf("\nmedians over %d rounds. sent: frames the sender in member a wrote to its link; delivered: frames member b received (its rx counter);\n", runs)
 	fmt.Println("vs none: delivered/s against the same size with no capture; got/s: frames each capture wrote out;")
-	fmt.Println("dropped: frames it lost (leviathan: queue full or socket buffer full; tcpdump: dropped by kernel), and their share.")
-}
-
-func pct(n, of uint64) string {
-	if of == 0 {
-		return "0"
-	}
-	return fmt.Sprintf("%d (%.1f%%)", n, 100*float64(n)/float64(of))
+	fmt.Println("dropped: the share of frames it lost (leviathan: queue full or ring full; tcpdump: dropped by kernel);")
+	fmt.Println("CPU: of one core, the capturing process's user and system time (leviathan: this whole process).")
 }
 
 // self is this command's executable, run again as the sender.
