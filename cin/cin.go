@@ -42,9 +42,9 @@ type Spec struct {
 
 // Options is the object form of a CIN file entry.
 type entryJSON struct {
-	CENs         []string `json:"cens"`
-	Prefix       *string  `json:"prefix"`
-	DefaultRoute *bool    `json:"default_route"`
+	CENs         *[]string `json:"cens"`
+	Prefix       *string   `json:"prefix"`
+	DefaultRoute *bool     `json:"default_route"`
 }
 
 // ParseFile decodes a CIN file, keeping the order of its entries:
@@ -99,22 +99,30 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 }
 
 // ParseEntry decodes one CIN's description: a list of CEN IDs or the
-// object form.
+// object form, whose "cens" must be there. null, or an object without
+// "cens", is malformed: a CIN of no CENs says [] (or "cens":[]).
 func ParseEntry(id string, v json.RawMessage) (Spec, error) {
 	sp := Spec{ID: id}
 	v = bytes.TrimSpace(v)
-	if len(v) > 0 && v[0] == '[' {
+	switch {
+	case len(v) > 0 && v[0] == '[':
 		if err := json.Unmarshal(v, &sp.CENs); err != nil {
 			return sp, graph.Errorf(graph.ErrInvalid, "CIN %q: want a list of CEN IDs: %w", id, err)
 		}
-	} else {
+	case len(v) == 0 || v[0] != '{':
+		// null included: a missing list is not an empty one.
+		return sp, graph.Errorf(graph.ErrInvalid, `CIN %q: want a list of CEN IDs or {"cens":[...],"prefix":"a.b.c.d/n","default_route":true}, got %s`, id, clip(v))
+	default:
 		var e entryJSON
 		dec := json.NewDecoder(bytes.NewReader(v))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
 			return sp, graph.Errorf(graph.ErrInvalid, `CIN %q: want a list of CEN IDs or {"cens":[...],"prefix":"a.b.c.d/n","default_route":true}: %w`, id, err)
 		}
-		sp.CENs = e.CENs
+		if e.CENs == nil {
+			return sp, graph.Errorf(graph.ErrInvalid, `CIN %q has no "cens" (a CIN of no CENs says "cens":[])`, id)
+		}
+		sp.CENs = *e.CENs
 		if e.DefaultRoute != nil {
 			sp.DefaultRoute = *e.DefaultRoute
 		}
@@ -256,6 +264,15 @@ func FreeSubnet(prefix netip.Prefix, used map[int]bool) (int, error) {
 		}
 	}
 	return 0, graph.Errorf(graph.ErrConflict, "CIN prefix %s has no free subnet for another CEN", prefix)
+}
+
+// clip shortens user input quoted in an error message.
+func clip(b []byte) string {
+	const max = 64
+	if len(b) <= max {
+		return string(b)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", b[:max], len(b))
 }
 
 func addAddr(a netip.Addr, n uint32) netip.Addr {

@@ -48,6 +48,12 @@ func TestParseFile(t *testing.T) {
 		{name: "prefix too small", in: `{"a":{"cens":[],"prefix":"10.0.0.0/24"}}`, msg: "too small"},
 		{name: "trailing", in: `{"a":[]} 1`, msg: "trailing"},
 		{name: "truncated", in: `{"a":[`, msg: "CIN"},
+		{name: "empty object form", in: `{"a":{"cens":[]}}`, want: []Spec{{ID: "a", CENs: []string{}}}},
+		{name: "entry null", in: `{"a":null}`, msg: "want a list of CEN IDs"},
+		{name: "entry a string", in: `{"a":"cen1"}`, msg: "want a list of CEN IDs"},
+		{name: "cens missing", in: `{"a":{"prefix":"192.168.0.0/16"}}`, msg: `no "cens"`},
+		{name: "cens null", in: `{"a":{"cens":null}}`, msg: `no "cens"`},
+		{name: "empty object", in: `{"a":{}}`, msg: `no "cens"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
