@@ -127,9 +127,9 @@ func ParseEntry(id string, v json.RawMessage) (Spec, error) {
 			sp.DefaultRoute = *e.DefaultRoute
 		}
 		if e.Prefix != nil {
-			p, err := netip.ParsePrefix(*e.Prefix)
-			if err != nil || !p.Addr().Is4() || p != p.Masked() {
-				return sp, graph.Errorf(graph.ErrInvalid, "CIN %q: prefix %q: want an IPv4 network like 192.168.0.0/16", id, *e.Prefix)
+			p, err := ParsePrefix(*e.Prefix)
+			if err != nil {
+				return sp, fmt.Errorf("CIN %q: %w", id, err)
 			}
 			if _, err := SubnetLen(p); err != nil {
 				return sp, fmt.Errorf("CIN %q: %w", id, err)
@@ -164,11 +164,12 @@ type Pool struct {
 // DefaultPool gives the n-th CIN 10.(10+n).0.0/16, as leviathan did.
 var DefaultPool = Pool{Base: netip.MustParsePrefix("10.0.0.0/8"), Len: 16, First: 10}
 
-// NewPool checks a pool: an IPv4 network split into prefixes of length
-// plen (0: 16, or the pool's own length when it is longer).
+// NewPool checks a pool: an IPv4 network that CheckPrefix accepts, split
+// into prefixes of length plen (0: 16, or the pool's own length when it
+// is longer).
 func NewPool(base netip.Prefix, plen int) (Pool, error) {
-	if !base.Addr().Is4() || base != base.Masked() {
-		return Pool{}, fmt.Errorf("CIN pool %s: want an IPv4 network like 10.0.0.0/8", base)
+	if err := CheckPrefix(base); err != nil {
+		return Pool{}, fmt.Errorf("CIN pool: %w", err)
 	}
 	if plen == 0 {
 		plen = max(16, base.Bits())

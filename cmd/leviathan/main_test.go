@@ -171,6 +171,19 @@ func TestServeFlagErrors(t *testing.T) {
 	}
 }
 
+// TestServeRefusesCINPool checks that --cin-pool takes only unicast IPv4
+// networks, refused before anything is opened.
+func TestServeRefusesCINPool(t *testing.T) {
+	for _, pool := range []string{"0.0.0.0/0", "127.0.0.0/8", "224.0.0.0/4", "169.254.0.0/16", "240.0.0.0/4", "10.0.0.1/8", "fd00::/8"} {
+		t.Run(pool, func(t *testing.T) {
+			err := serve(context.Background(), []string{"--cin-pool", pool, "--state-dir", t.TempDir(), "--fabric-netns", "-"})
+			if err == nil || !strings.Contains(err.Error(), "pool") {
+				t.Fatalf("serve --cin-pool %s: %v, want an error about the pool", pool, err)
+			}
+		})
+	}
+}
+
 // selfSigned writes a certificate and key for 127.0.0.1 and returns their
 // paths and a pool trusting the certificate.
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
