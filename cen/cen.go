@@ -116,10 +116,11 @@ func ParseIDList(kind string, r io.Reader) ([]string, error) {
 // namespace already has, so no CEN may be called so.
 var reservedIfNames = map[string]bool{"lo": true, "all": true, "default": true, "bonding_masters": true}
 
-// ValidateCENID checks a CEN ID: a valid ID whose interface name the
-// kernel accepts.
+// ValidateCENID checks the ID of a new CEN: a valid ID, not one of the
+// API's route words (graph.RouteWords), whose interface name the kernel
+// accepts.
 func ValidateCENID(id string) error {
-	if err := graph.ValidateID("CEN", id); err != nil {
+	if err := graph.ValidateObjectID("CEN", id); err != nil {
 		return err
 	}
 	if reservedIfNames[IfName(id)] {

@@ -72,7 +72,7 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 			return nil, graph.Errorf(graph.ErrInvalid, "CIN file: %w", err)
 		}
 		id := tok.(string)
-		if err := graph.ValidateID("CIN", id); err != nil {
+		if err := ValidateCINID(id); err != nil {
 			return nil, fmt.Errorf("CIN file: %w", err)
 		}
 		if seen[id] {
@@ -97,6 +97,10 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 	}
 	return specs, nil
 }
+
+// ValidateCINID checks the ID of a new CIN: a valid ID, not one of the
+// API's route words (graph.RouteWords).
+func ValidateCINID(id string) error { return graph.ValidateObjectID("CIN", id) }
 
 // ParseEntry decodes one CIN's description: a list of CEN IDs or the
 // object form, whose "cens" must be there. null, or an object without

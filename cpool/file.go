@@ -83,7 +83,7 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 			return nil, graph.Errorf(graph.ErrInvalid, "%s has no cpoolID", where)
 		}
 		sp := Spec{ID: *e.ID}
-		if err := graph.ValidateID("CPool", sp.ID); err != nil {
+		if err := ValidateID(sp.ID); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		where = fmt.Sprintf("CPool file: pool %q", sp.ID)
@@ -130,6 +130,10 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 	}
 	return specs, nil
 }
+
+// ValidateID checks the ID of a new pool: a valid ID, not one of the
+// API's route words (graph.RouteWords).
+func ValidateID(id string) error { return graph.ValidateObjectID("CPool", id) }
 
 // ParseStartWith reads a pool size: a JSON number, or a string holding
 // one, from 0 to MaxStartWith.

@@ -103,7 +103,7 @@ func (s *Server) listCINs(c *gin.Context) (int, any, error) {
 // putCIN takes a list of CEN IDs, or the object form of a CIN file entry.
 func (s *Server) putCIN(c *gin.Context) (int, any, error) {
 	id := c.Param("cinId")
-	if err := graph.ValidateID("CIN", id); err != nil {
+	if err := cin.ValidateCINID(id); err != nil {
 		return 0, nil, err
 	}
 	raw, err := io.ReadAll(c.Request.Body)
