@@ -115,7 +115,7 @@ func ParseEntry(id string, v json.RawMessage) (Spec, error) {
 		}
 	case len(v) == 0 || v[0] != '{':
 		// null included: a missing list is not an empty one.
-		return sp, graph.Errorf(graph.ErrInvalid, `CIN %q: want a list of CEN IDs or {"cens":[...],"prefix":"a.b.c.d/n","default_route":true}, got %s`, id, clip(v))
+		return sp, graph.Errorf(graph.ErrInvalid, `CIN %q: want a list of CEN IDs or {"cens":[...],"prefix":"a.b.c.d/n","default_route":true}, got %s`, id, graph.Clip(string(v)))
 	default:
 		var e entryJSON
 		dec := json.NewDecoder(bytes.NewReader(v))
@@ -269,15 +269,6 @@ func FreeSubnet(prefix netip.Prefix, used map[int]bool) (int, error) {
 		}
 	}
 	return 0, graph.Errorf(graph.ErrConflict, "CIN prefix %s has no free subnet for another CEN", prefix)
-}
-
-// clip shortens user input quoted in an error message.
-func clip(b []byte) string {
-	const max = 64
-	if len(b) <= max {
-		return string(b)
-	}
-	return fmt.Sprintf("%s... (%d bytes)", b[:max], len(b))
 }
 
 func addAddr(a netip.Addr, n uint32) netip.Addr {

@@ -39,7 +39,7 @@ var refusedBlocks = []refusedBlock{
 func ParsePrefix(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return p, graph.Errorf(graph.ErrInvalid, "prefix %q: want an IPv4 network like 192.168.0.0/16", clip([]byte(s)))
+		return p, graph.Errorf(graph.ErrInvalid, "prefix %s: want an IPv4 network like 192.168.0.0/16", graph.Quote(s))
 	}
 	return p, CheckPrefix(p)
 }

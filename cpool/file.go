@@ -140,11 +140,11 @@ func ValidateID(id string) error { return graph.ValidateObjectID("CPool", id) }
 func ParseStartWith(raw json.RawMessage) (int, error) {
 	var n json.Number
 	if err := json.Unmarshal(raw, &n); err != nil {
-		return 0, graph.Errorf(graph.ErrInvalid, "start_with: want a number from 0 to %d, got %s", MaxStartWith, raw)
+		return 0, graph.Errorf(graph.ErrInvalid, "start_with: want a number from 0 to %d, got %s", MaxStartWith, graph.Clip(string(raw)))
 	}
 	v, err := strconv.Atoi(string(n))
 	if err != nil || v < 0 || v > MaxStartWith {
-		return 0, graph.Errorf(graph.ErrInvalid, "start_with: want a whole number from 0 to %d, got %s", MaxStartWith, raw)
+		return 0, graph.Errorf(graph.ErrInvalid, "start_with: want a whole number from 0 to %d, got %s", MaxStartWith, graph.Clip(string(raw)))
 	}
 	return v, nil
 }
@@ -163,5 +163,5 @@ func parseBool(raw json.RawMessage) (bool, error) {
 			return false, nil
 		}
 	}
-	return false, graph.Errorf(graph.ErrInvalid, `default_route: want "true", "false" or a boolean, got %s`, raw)
+	return false, graph.Errorf(graph.ErrInvalid, `default_route: want "true", "false" or a boolean, got %s`, graph.Clip(string(raw)))
 }

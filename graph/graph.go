@@ -207,7 +207,7 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 // '-' or '.'.
 func ValidateID(kind, id string) error {
 	if !idRE.MatchString(id) {
-		return Errorf(ErrInvalid, "%s ID %q: want 1-64 letters, digits, '_', '.' or '-', not starting with '-' or '.'", kind, id)
+		return Errorf(ErrInvalid, "%s ID %s: want 1-64 letters, digits, '_', '.' or '-', not starting with '-' or '.'", kind, Quote(id))
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/leviathan-net/leviathan/graph"
 )
 
 // Source is what the monitor reads state from.
@@ -321,14 +323,14 @@ func (s *Server) handle(mons *monitors, req request) reply {
 		return errReply(nil, "malformed JSON: %s", req.Monitor)
 	case "start":
 		if req.Monitor != "CIN" {
-			return errReply(req.Sequence, `unknown monitor %q: want "CIN"`, req.Monitor)
+			return errReply(req.Sequence, `unknown monitor %s: want "CIN"`, graph.Quote(req.Monitor))
 		}
 		if req.Parameters == nil || req.Parameters.CINID == "" {
 			return errReply(req.Sequence, "start: parameters.cinID is missing")
 		}
 		id := req.MonitorID
 		if id != "" && mons.byID[id] == nil {
-			return errReply(req.Sequence, "no monitor %q to replace", id)
+			return errReply(req.Sequence, "no monitor %s to replace", graph.Quote(id))
 		}
 		members, seq, err := s.src.CINMembers(req.Parameters.CINID)
 		if err != nil {
@@ -349,14 +351,14 @@ func (s *Server) handle(mons *monitors, req request) reply {
 			return errReply(req.Sequence, "stop: monitorID is missing")
 		}
 		if mons.byID[req.MonitorID] == nil {
-			return errReply(req.Sequence, "no monitor %q", req.MonitorID)
+			return errReply(req.Sequence, "no monitor %s", graph.Quote(req.MonitorID))
 		}
 		mons.remove(req.MonitorID)
 		return reply{Type: "response", Sequence: req.Sequence, Response: stopResponse{MonitorID: req.MonitorID}}
 	case "":
 		return errReply(req.Sequence, "type is missing")
 	}
-	return errReply(req.Sequence, `unknown type %q: want "start" or "stop"`, req.Type)
+	return errReply(req.Sequence, `unknown type %s: want "start" or "stop"`, graph.Quote(req.Type))
 }
 
 // notification is one object of the notification streams.

@@ -2,6 +2,8 @@ package rest
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -67,4 +69,47 @@ func TestCINPrefixRefused(t *testing.T) {
 		})
 	}
 	e.must(201, "PUT", "/cin/n1", `{"cens":["q"],"prefix":"172.16.0.0/16"}`, nil)
+}
+
+// TestMessagesQuoteInputCapped checks that an error quoting what the
+// client sent quotes only the start of it: a list of 500,000 unknown IDs
+// names ten, a huge ID or value shows its first bytes.
+func TestMessagesQuoteInputCapped(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.must(201, "PUT", "/cen/cen1", "", nil)
+	var ids strings.Builder
+	ids.WriteString(`["cen1"`)
+	for i := range 500000 {
+		fmt.Fprintf(&ids, `,"x%d"`, i)
+	}
+	ids.WriteString("]")
+	huge := strings.Repeat("y", 1<<20)
+	long := strings.Repeat("y", 16<<10) // in a URL, under the header limit
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		says                     string
+	}{
+		{"unknown IDs to make", "POST", "/cen/make", ids.String(), 404, `"x9" and 499990 more`},
+		{"unknown IDs to destroy", "POST", "/cin/destroy", ids.String(), 404, "and 499991 more"},
+		{"a huge invalid ID", "POST", "/cen/make", `["` + huge + `!"]`, 400, "(1048577 bytes)"},
+		{"a huge CIN entry", "POST", "/cin/import", `{"a":"` + huge + `"}`, 400, "(1048578 bytes)"},
+		{"a huge prefix", "PUT", "/cin/a", `{"cens":[],"prefix":"` + huge + `"}`, 400, "(1048576 bytes)"},
+		{"a huge start_with", "POST", "/cpool", `{"cpoolList":[{"cpoolID":"p","type":"busybox","start_with":"` + huge + `","cins":[]}]}`, 400, "(1048578 bytes)"},
+		{"a long unknown route", "GET", "/" + long, "", 404, "(16385 bytes)"},
+		{"a long capture count", "GET", "/host/host1/c1/cen1/pcap?count=" + long, "", 400, "(16384 bytes)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := e.in(t)
+			got, body := e.do(c.method, c.path, c.body)
+			var eb errorBody
+			if err := json.Unmarshal([]byte(body), &eb); err != nil || got != c.status || eb.Status != c.status {
+				t.Fatalf("%d %.200s, want a JSON %d", got, body, c.status)
+			}
+			if len(eb.Message) > 1024 || !strings.Contains(eb.Message, c.says) {
+				t.Errorf("message of %d bytes: %.300s, want at most 1 KiB saying %q", len(eb.Message), eb.Message, c.says)
+			}
+		})
+	}
 }

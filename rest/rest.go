@@ -94,10 +94,10 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	}
 	e.Use(limitBody(o.MaxBody))
 	e.NoRoute(func(c *gin.Context) {
-		writeError(c, http.StatusNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path), nil)
+		writeError(c, http.StatusNotFound, fmt.Sprintf("no route %s %s", graph.Clip(c.Request.Method), graph.Clip(c.Request.URL.Path)), nil)
 	})
 	e.NoMethod(func(c *gin.Context) {
-		writeError(c, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", c.Request.Method, c.Request.URL.Path), nil)
+		writeError(c, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", graph.Clip(c.Request.Method), graph.Clip(c.Request.URL.Path)), nil)
 	})
 	s.engine = e
 	s.mon = monitor.NewServer(svc.Bus(), svc, o.Log)
