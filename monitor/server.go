@@ -108,10 +108,12 @@ func (m *mon) filter(ms []Member) []Member {
 
 // accept upgrades to a websocket. The library checks the Origin: a
 // browser page from another origin is refused; clients that send no
-// Origin (not browsers) are let in.
+// Origin (not browsers) are let in. A refusal is answered in JSON.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request) (*websocket.Conn, bool) {
-	c, err := websocket.Accept(w, r, nil)
+	jw := &jsonRefusal{ResponseWriter: w}
+	c, err := websocket.Accept(jw, r, nil)
 	if err != nil {
+		jw.finish()
 		s.log.Debug("websocket refused", "err", err)
 		return nil, false
 	}
@@ -372,7 +374,7 @@ type notification struct {
 func (s *Server) ServeNotifications(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		writeJSONError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
 	sub, _ := s.bus.Subscribe(s.QueueLen)

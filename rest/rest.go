@@ -89,6 +89,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
 	e.Use(s.recoverer, s.logRequests)
+	e.Use(limitHeaders(MaxHeaderBytes))
 	if o.Auth != "" {
 		e.Use(basicAuth(o.Auth))
 	}

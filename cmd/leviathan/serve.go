@@ -125,6 +125,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		Handler:           d.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    rest.ServerMaxHeaderBytes, // above rest's own limit, which answers JSON
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
