@@ -84,3 +84,73 @@ func TestHTTPLayerErrorsAreJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestContentType checks that the routes with a JSON body refuse a body
+// that says it is something else (415), and take none, curl's default
+// for -d and application/json with its parameters.
+func TestContentType(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.must(201, "PUT", "/cen/cen1", "", nil)
+	routes := []struct{ method, path, body string }{
+		{"POST", "/cen/make", `[]`},
+		{"POST", "/cen/destroy", `[]`},
+		{"POST", "/cen/import", `{"cenList":[]}`},
+		{"POST", "/cin/import", `{}`},
+		{"POST", "/cin/make", `[]`},
+		{"POST", "/cin/destroy", `[]`},
+		{"PUT", "/cin/cin1", `[]`},
+		{"PUT", "/host/host1/c1", `{}`},
+	}
+	types := []struct {
+		ct   string
+		want bool // accepted
+	}{
+		{"", true},
+		{"application/json", true},
+		{"application/json; charset=utf-8", true},
+		{"Application/JSON;charset=UTF-8", true},
+		{"application/x-www-form-urlencoded", true},
+		{"application/merge-patch+json", true},
+		{"text/plain", false},
+		{"text/plain; charset=utf-8", false},
+		{"application/xml", false},
+		{"multipart/form-data; boundary=x", false},
+		{"application/octet-stream", false},
+		{"application/json; charset=latin1", false},
+		{"not a media type", false},
+	}
+	for _, tt := range types {
+		t.Run(tt.ct, func(t *testing.T) {
+			for _, r := range routes {
+				req, _ := http.NewRequest(r.method, e.srv.URL+r.path, strings.NewReader(r.body))
+				if tt.ct != "" {
+					req.Header.Set("Content-Type", tt.ct)
+				}
+				resp, err := e.srv.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if tt.want && resp.StatusCode >= 400 {
+					t.Errorf("%s %s with %q: %d %s, want it accepted", r.method, r.path, tt.ct, resp.StatusCode, b)
+				}
+				var eb errorBody
+				if !tt.want && (resp.StatusCode != 415 || json.Unmarshal(b, &eb) != nil || eb.Status != 415) {
+					t.Errorf("%s %s with %q: %d %s, want a JSON 415", r.method, r.path, tt.ct, resp.StatusCode, b)
+				}
+			}
+		})
+	}
+	// Routes without a JSON body do not care.
+	req, _ := http.NewRequest("PUT", e.srv.URL+"/cen/cen2", nil)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Errorf("PUT /cen/cen2 with text/plain: %d, want 201", resp.StatusCode)
+	}
+}

@@ -2,9 +2,13 @@ package rest
 
 import (
 	"fmt"
+	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/leviathan-net/leviathan/graph"
 )
 
 // Header limits. Go's HTTP server refuses a request whose header block
@@ -45,4 +49,46 @@ func headerSize(r *http.Request) int {
 		}
 	}
 	return n + 2
+}
+
+// jsonBody serves a route whose body is JSON: a request that says its
+// body is something else gets 415. No Content-Type is fine, and so is
+// curl's default for -d, application/x-www-form-urlencoded, which the
+// leviathan README's examples send; application/json may carry
+// parameters, but a charset other than UTF-8 (the only one JSON has) is
+// refused too.
+func jsonBody(h handler) handler {
+	return func(c *gin.Context) (int, any, error) {
+		if err := checkJSONType(c.Request.Header.Get("Content-Type")); err != nil {
+			return 0, nil, err
+		}
+		return h(c)
+	}
+}
+
+func checkJSONType(ct string) error {
+	if strings.TrimSpace(ct) == "" {
+		return nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	switch {
+	case err != nil:
+		return &unsupportedType{ct}
+	case mt == "application/x-www-form-urlencoded":
+		return nil
+	case mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")):
+		return &unsupportedType{ct}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return &unsupportedType{ct}
+	}
+	return nil
+}
+
+// unsupportedType is a request body of a media type the route does not
+// take (415).
+type unsupportedType struct{ contentType string }
+
+func (e *unsupportedType) Error() string {
+	return fmt.Sprintf("Content-Type %s: this route takes JSON (application/json, UTF-8)", graph.Quote(e.contentType))
 }

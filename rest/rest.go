@@ -162,9 +162,12 @@ func (e *resultsError) Unwrap() error { return e.err }
 // statusOf maps an error to its HTTP status.
 func statusOf(err error) int {
 	var mbe *http.MaxBytesError
+	var ut *unsupportedType
 	switch {
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &ut):
+		return http.StatusUnsupportedMediaType
 	case errors.Is(err, graph.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, graph.ErrNotFound):
