@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -158,8 +159,13 @@ func (s *Server) writeRaw(c *websocket.Conn, b []byte) error {
 	return c.Write(context.Background(), websocket.MessageText, b)
 }
 
-// tooSlow is the close reason of a client the bus dropped.
-const tooSlow = "too slow: event queue full"
+// Close reasons.
+const (
+	// tooSlow is the close reason of a client the bus dropped.
+	tooSlow      = "too slow: event queue full"
+	closeBinary  = "binary messages are not part of the protocol: send JSON in text messages"
+	closeNotUTF8 = "text message is not valid UTF-8"
+)
 
 // guard closes the connection when the bus drops its subscriber (with a
 // close reason) or when ctx ends, so that no write stays blocked.
@@ -189,13 +195,26 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 
 	// The reader only parses; the writer loop below owns the monitors,
 	// so a start's response always goes out before its first event.
+	// The protocol is JSON in text messages: a binary message closes the
+	// connection with 1003 (unsupported data), and a text message that
+	// is not UTF-8 with 1007 (invalid frame payload data), as RFC 6455
+	// (sections 7.4.1 and 8.1) has it; a client that sends either is not
+	// speaking the protocol, so no error message could reach it usefully.
 	reqs := make(chan request, 16)
 	go func() {
 		defer cancel()
 		defer close(reqs)
 		for {
-			_, b, err := c.Read(ctx)
+			typ, b, err := c.Read(ctx)
 			if err != nil {
+				return
+			}
+			if typ != websocket.MessageText {
+				c.Close(websocket.StatusUnsupportedData, closeBinary)
+				return
+			}
+			if !utf8.Valid(b) {
+				c.Close(websocket.StatusInvalidFramePayloadData, closeNotUTF8)
 				return
 			}
 			var req request
@@ -333,6 +352,11 @@ func (s *Server) handle(mons *monitors, req request) reply {
 		id := req.MonitorID
 		if id != "" && mons.byID[id] == nil {
 			return errReply(req.Sequence, "no monitor %s to replace", graph.Quote(id))
+		}
+		if tag := req.Parameters.ContainerTag; tag != nil {
+			if err := graph.ValidateID("tag", *tag); err != nil {
+				return errReply(req.Sequence, "start: parameters.container_tag: %v", err)
+			}
 		}
 		members, seq, err := s.src.CINMembers(req.Parameters.CINID)
 		if err != nil {
