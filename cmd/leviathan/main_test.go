@@ -10,6 +10,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -23,6 +25,7 @@ import (
 	"time"
 
 	"github.com/leviathan-net/leviathan/core"
+	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/ktest"
 	"github.com/leviathan-net/leviathan/netfab"
 )
@@ -279,5 +282,71 @@ func TestServeTLSWithAuth(t *testing.T) {
 		if resp.StatusCode == 200 {
 			t.Error("plain HTTP served on the TLS listener")
 		}
+	}
+}
+
+// TestServeRefusesCorruptStore runs the real binary on a store file full
+// of garbage: it exits 1 with a message naming the file, no panic.
+func TestServeRefusesCorruptStore(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "leviathan")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, off := range []int64{0, int64(2 * os.Getpagesize())} {
+		t.Run(fmt.Sprint("garbage at ", off), func(t *testing.T) {
+			state := t.TempDir()
+			// A store with data on the pages past the meta pages, then
+			// damaged (garbage on free pages alone would be harmless).
+			s, err := graph.OpenBolt(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Update(func(tx graph.Tx) error {
+				for i := range 500 {
+					if err := tx.Put(graph.Buckets[0], fmt.Sprint("k", i), []byte(strings.Repeat("v", 100))); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			s.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(state, graph.StoreFile)
+			f, err := os.OpenFile(file, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			garbage := make([]byte, 8192)
+			rand.Read(garbage)
+			f.WriteAt(garbage, off)
+			f.Close()
+
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--state-dir", state,
+				"--fabric-netns", "lvtest-never-made", "--docker=false")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err = cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1\n%s", err, stderr.String())
+			}
+			out := stderr.String()
+			want := "leviathan: store " + file + " is corrupt"
+			if !strings.Contains(out, want) || !strings.Contains(out, "move it away to start empty, or restore it from a copy") {
+				t.Errorf("stderr does not say %q and what to do:\n%s", want, out)
+			}
+			if strings.Contains(out, "goroutine ") {
+				t.Errorf("stderr has a stack trace:\n%s", out)
+			}
+			if _, err := os.Stat("/run/netns/lvtest-never-made"); err == nil {
+				netfab.DeleteNetns("/run/netns/lvtest-never-made")
+				t.Error("the fabric namespace was made before the store was checked")
+			}
+		})
 	}
 }

@@ -51,14 +51,16 @@ type Daemon struct {
 }
 
 // Open assembles and reconciles a daemon. ctx bounds the reconcile only.
-func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
+func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if err := graph.ValidateID("host", cfg.HostID); err != nil {
 		return nil, fmt.Errorf("host ID: %w", err)
 	}
-	d = &Daemon{}
+	// d is not the named result: "return nil, err" would make it nil
+	// before the deferred Close runs.
+	d := &Daemon{}
 	defer func() {
 		if err != nil {
 			d.Close()
