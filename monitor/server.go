@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -38,6 +39,14 @@ type Server struct {
 	// WriteTimeout bounds one write to a client.
 	WriteTimeout time.Duration
 	nextID       atomic.Uint64
+
+	// done is closed by Close: every stream ends, websockets with 1001.
+	done chan struct{}
+	// mu guards closed and the adding to streams once Close runs.
+	mu     sync.Mutex
+	closed bool
+	// streams counts the streams being served, for Close to wait on.
+	streams sync.WaitGroup
 }
 
 // NewServer returns a Server with default limits.
@@ -45,7 +54,38 @@ func NewServer(bus *Bus, src Source, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{bus: bus, src: src, log: log, QueueLen: 1024, PingEvery: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	return &Server{bus: bus, src: src, log: log, QueueLen: 1024, PingEvery: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		done: make(chan struct{})}
+}
+
+// goingAway is the close reason of every websocket when the server stops.
+const goingAway = "server shutting down"
+
+// Close ends every stream, websockets with close status 1001 (going away)
+// and the reason "server shutting down", refuses new ones (503), and
+// waits for them to end: a websocket's closing handshake is bounded by
+// the websocket library (5 seconds). Close may be called more than once.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.streams.Wait()
+}
+
+// track counts a stream that starts; false when the server is closing.
+// The caller calls s.streams.Done when the stream ends.
+func (s *Server) track(w http.ResponseWriter) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		writeJSONError(w, http.StatusServiceUnavailable, goingAway)
+		return false
+	}
+	s.streams.Add(1)
+	return true
 }
 
 // request is a client's message on /leviathan/monitor.
@@ -110,10 +150,15 @@ func (m *mon) filter(ms []Member) []Member {
 // accept upgrades to a websocket. The library checks the Origin: a
 // browser page from another origin is refused; clients that send no
 // Origin (not browsers) are let in. A refusal is answered in JSON.
+// The caller calls s.streams.Done when it accepted.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request) (*websocket.Conn, bool) {
+	if !s.track(w) {
+		return nil, false
+	}
 	jw := &jsonRefusal{ResponseWriter: w}
 	c, err := websocket.Accept(jw, r, nil)
 	if err != nil {
+		s.streams.Done()
 		jw.finish()
 		s.log.Debug("websocket refused", "err", err)
 		return nil, false
@@ -185,6 +230,7 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer s.streams.Done()
 	defer c.CloseNow()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
@@ -233,6 +279,9 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.done:
+			c.Close(websocket.StatusGoingAway, goingAway)
 			return
 		case <-sub.Done:
 			c.Close(websocket.StatusPolicyViolation, tooSlow)
@@ -401,6 +450,10 @@ func (s *Server) ServeNotifications(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
+	if !s.track(w) {
+		return
+	}
+	defer s.streams.Done()
 	sub, _ := s.bus.Subscribe(s.QueueLen)
 	defer sub.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -422,6 +475,8 @@ func (s *Server) ServeNotifications(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-s.done:
 			return
 		case <-sub.Done:
 			return
@@ -445,6 +500,7 @@ func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer s.streams.Done()
 	defer c.CloseNow()
 	ctx, cancel := context.WithCancel(c.CloseRead(context.WithoutCancel(r.Context()))) // the client only listens
 	defer cancel()
@@ -457,6 +513,9 @@ func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
 		var n notification
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.done:
+			c.Close(websocket.StatusGoingAway, goingAway)
 			return
 		case <-sub.Done:
 			c.Close(websocket.StatusPolicyViolation, tooSlow)

@@ -61,6 +61,8 @@ type Server struct {
 	routes []Route
 	mon    *monitor.Server
 	pools  *cpool.Manager
+	// inflight tracks requests being served, for Close (lifecycle.go).
+	inflight inflight
 }
 
 // Route is one registered method and path (in gin's :param form).
@@ -88,7 +90,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	e.UnescapePathValues = true
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	e.Use(s.recoverer, s.logRequests)
+	e.Use(s.recoverer, s.logRequests, s.inflight.track)
 	e.Use(limitHeaders(MaxHeaderBytes))
 	if o.Auth != "" {
 		e.Use(basicAuth(o.Auth))

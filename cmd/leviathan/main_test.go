@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/ktest"
@@ -349,4 +351,118 @@ func TestServeRefusesCorruptStore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestShutdownDuringMake sends SIGTERM while a make runs and a monitor
+// websocket is open: the make's request is answered (done, or cut short
+// and rolled back), the websocket is closed with 1001, the daemon exits
+// 0, and after a restart the kernel holds what the store says.
+func TestShutdownDuringMake(t *testing.T) {
+	ktest.NeedRoot(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "leviathan")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	prefix := ktest.Prefix(t)
+	fabric := prefix + "fabric"
+	t.Cleanup(func() { netfab.DeleteNetns(netfab.NetnsPath(fabric)) })
+	sock := filepath.Join(dir, "api.sock")
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}
+	d := &proc{
+		t:    t,
+		bin:  bin,
+		sock: sock,
+		args: []string{"--listen", "127.0.0.1:0", "--socket", sock, "--state-dir", filepath.Join(dir, "state"),
+			"--fabric-netns", fabric, "--netns-prefix", prefix, "--docker=false"},
+		client: &http.Client{Transport: &http.Transport{DialContext: dial}},
+	}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+		}
+	})
+	d.start()
+	var file strings.Builder
+	var ids []string
+	file.WriteString(`{"cenList":[`)
+	for i := range 20 {
+		if i > 0 {
+			file.WriteString(",")
+		}
+		id := fmt.Sprint("s", i)
+		ids = append(ids, `"`+id+`"`)
+		fmt.Fprintf(&file, `{"cenID":%q,"containerIDs":["%s-a","%s-b","%s-c","%s-d"]}`, id, id, id, id, id)
+	}
+	file.WriteString("]}")
+	if s := d.do("POST", "/cen/import", file.String(), nil); s != 200 {
+		t.Fatalf("import: %d", s)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://leviathan/leviathan/monitor", &websocket.DialOptions{HTTPClient: d.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	made := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "POST", "http://leviathan/cen/make", strings.NewReader("["+strings.Join(ids, ",")+"]"))
+		resp, err := d.client.Do(req)
+		if err != nil {
+			made <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		made <- answer{status: resp.StatusCode, body: string(b)}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+
+	_, _, err = ws.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway || !strings.Contains(err.Error(), "server shutting down") {
+		t.Errorf("monitor: %v, want close status 1001 \"server shutting down\"", err)
+	}
+	a := <-made
+	switch {
+	case a.err != nil:
+		t.Errorf("make: %v, want an answer", a.err)
+	case a.status != 200 && a.status != 503:
+		t.Errorf("make: %d %s, want 200 (done) or 503 (cut short)", a.status, a.body)
+	case !json.Valid([]byte(a.body)):
+		t.Errorf("make: %d %q, want JSON", a.status, a.body)
+	}
+	t.Logf("make during shutdown: %d", a.status)
+	if err := d.cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, d.log)
+	}
+
+	// Restarted, the kernel holds what the store says.
+	d.start()
+	var cens []core.CENView
+	if s := d.do("GET", "/cen", "", &cens); s != 200 || len(cens) != 20 {
+		t.Fatalf("GET /cen: %d, %d CENs", s, len(cens))
+	}
+	var want []ktest.CEN
+	for _, c := range cens {
+		k := ktest.CEN{IfName: c.IfName, Made: c.State == "made"}
+		for _, m := range c.Members {
+			k.Members = append(k.Members, netfab.NetnsPath(prefix+m))
+		}
+		want = append(want, k)
+	}
+	ktest.CheckKernel(t, netfab.NetnsPath(fabric), want)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
 }

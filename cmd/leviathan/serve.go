@@ -129,6 +129,11 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits (up to 15s) for requests under way, a make included,
+	// to finish; websockets it neither waits for nor closes, so they are
+	// closed with 1001 as it begins. Whatever still runs after it is
+	// cancelled by d.Close, which waits for it to roll back.
+	srv.RegisterOnShutdown(d.CloseStreams)
 
 	var listeners []net.Listener
 	closeAll := func() {

@@ -47,6 +47,7 @@ type Daemon struct {
 	Pools   *cpool.Manager
 	// Handler serves the API.
 	Handler http.Handler
+	api     *rest.Server
 	cancel  context.CancelFunc
 }
 
@@ -113,15 +114,29 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		d.Pools.Start()
 		cfg.Rest.Pools = d.Pools
 	}
-	d.Handler = rest.New(opCtx, d.Service, cfg.Rest)
+	d.api = rest.New(opCtx, d.Service, cfg.Rest)
+	d.Handler = d.api
 	return d, nil
 }
 
-// Close cancels kernel work under way, waits for background jobs, and
-// releases the fabric's sockets and the store. Kernel state stays.
+// CloseStreams ends the monitor websockets (status 1001, going away) and
+// notification streams, which the HTTP servers' own shutdown does not
+// end; call it when shutdown begins.
+func (d *Daemon) CloseStreams() {
+	if d.api != nil {
+		d.api.CloseStreams()
+	}
+}
+
+// Close cancels kernel work under way (it rolls back), ends the streams,
+// waits for the requests and background jobs still running, and releases
+// the fabric's sockets and the store. Kernel state stays.
 func (d *Daemon) Close() {
 	if d.cancel != nil {
 		d.cancel()
+	}
+	if d.api != nil {
+		d.api.Close()
 	}
 	if d.Pools != nil {
 		d.Pools.Close()
