@@ -24,8 +24,8 @@ type Spec struct {
 
 type fileJSON struct {
 	CENList *[]struct {
-		CENID        *string  `json:"cenID"`
-		ContainerIDs []string `json:"containerIDs"`
+		CENID        *string   `json:"cenID"`
+		ContainerIDs *[]string `json:"containerIDs"`
 	} `json:"cenList"`
 }
 
@@ -33,8 +33,10 @@ type fileJSON struct {
 //
 //	{"cenList":[{"cenID":"cen1","containerIDs":["c1","c2"]}, ...]}
 //
-// Unknown keys are ignored, as leviathan did. Every ID is validated, a CEN
-// may appear once, and a container once per CEN. Short interface names of
+// Unknown keys are ignored, as leviathan did. Every entry has its
+// containerIDs: a missing (or null) list is malformed, not an empty CEN,
+// which says []. Every ID is validated, a CEN may appear once, and a
+// container once per CEN. Short interface names of
 // CENs in the file must not collide.
 func ParseFile(r io.Reader) ([]Spec, error) {
 	dec := json.NewDecoder(r)
@@ -67,8 +69,11 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 			return nil, graph.Errorf(graph.ErrConflict, "CEN file: CENs %q and %q share the interface name %q", other, id, IfName(id))
 		}
 		names[IfName(id)] = id
+		if e.ContainerIDs == nil {
+			return nil, graph.Errorf(graph.ErrInvalid, `CEN file: CEN %q has no containerIDs (a CEN of no containers says "containerIDs":[])`, id)
+		}
 		members := map[string]bool{}
-		for _, c := range e.ContainerIDs {
+		for _, c := range *e.ContainerIDs {
 			if err := graph.ValidateID("container", c); err != nil {
 				return nil, fmt.Errorf("CEN file: CEN %q: %w", id, err)
 			}
@@ -77,7 +82,7 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 			}
 			members[c] = true
 		}
-		specs = append(specs, Spec{ID: id, Containers: append([]string{}, e.ContainerIDs...)})
+		specs = append(specs, Spec{ID: id, Containers: append([]string{}, *e.ContainerIDs...)})
 	}
 	return specs, nil
 }
@@ -111,10 +116,11 @@ func ParseIDList(kind string, r io.Reader) ([]string, error) {
 // namespace already has, so no CEN may be called so.
 var reservedIfNames = map[string]bool{"lo": true, "all": true, "default": true, "bonding_masters": true}
 
-// ValidateCENID checks a CEN ID: a valid ID whose interface name the
-// kernel accepts.
+// ValidateCENID checks the ID of a new CEN: a valid ID, not one of the
+// API's route words (graph.RouteWords), whose interface name the kernel
+// accepts.
 func ValidateCENID(id string) error {
-	if err := graph.ValidateID("CEN", id); err != nil {
+	if err := graph.ValidateObjectID("CEN", id); err != nil {
 		return err
 	}
 	if reservedIfNames[IfName(id)] {

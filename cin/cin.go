@@ -42,9 +42,9 @@ type Spec struct {
 
 // Options is the object form of a CIN file entry.
 type entryJSON struct {
-	CENs         []string `json:"cens"`
-	Prefix       *string  `json:"prefix"`
-	DefaultRoute *bool    `json:"default_route"`
+	CENs         *[]string `json:"cens"`
+	Prefix       *string   `json:"prefix"`
+	DefaultRoute *bool     `json:"default_route"`
 }
 
 // ParseFile decodes a CIN file, keeping the order of its entries:
@@ -72,7 +72,7 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 			return nil, graph.Errorf(graph.ErrInvalid, "CIN file: %w", err)
 		}
 		id := tok.(string)
-		if err := graph.ValidateID("CIN", id); err != nil {
+		if err := ValidateCINID(id); err != nil {
 			return nil, fmt.Errorf("CIN file: %w", err)
 		}
 		if seen[id] {
@@ -98,30 +98,42 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 	return specs, nil
 }
 
+// ValidateCINID checks the ID of a new CIN: a valid ID, not one of the
+// API's route words (graph.RouteWords).
+func ValidateCINID(id string) error { return graph.ValidateObjectID("CIN", id) }
+
 // ParseEntry decodes one CIN's description: a list of CEN IDs or the
-// object form.
+// object form, whose "cens" must be there. null, or an object without
+// "cens", is malformed: a CIN of no CENs says [] (or "cens":[]).
 func ParseEntry(id string, v json.RawMessage) (Spec, error) {
 	sp := Spec{ID: id}
 	v = bytes.TrimSpace(v)
-	if len(v) > 0 && v[0] == '[' {
+	switch {
+	case len(v) > 0 && v[0] == '[':
 		if err := json.Unmarshal(v, &sp.CENs); err != nil {
 			return sp, graph.Errorf(graph.ErrInvalid, "CIN %q: want a list of CEN IDs: %w", id, err)
 		}
-	} else {
+	case len(v) == 0 || v[0] != '{':
+		// null included: a missing list is not an empty one.
+		return sp, graph.Errorf(graph.ErrInvalid, `CIN %q: want a list of CEN IDs or {"cens":[...],"prefix":"a.b.c.d/n","default_route":true}, got %s`, id, graph.Clip(string(v)))
+	default:
 		var e entryJSON
 		dec := json.NewDecoder(bytes.NewReader(v))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
 			return sp, graph.Errorf(graph.ErrInvalid, `CIN %q: want a list of CEN IDs or {"cens":[...],"prefix":"a.b.c.d/n","default_route":true}: %w`, id, err)
 		}
-		sp.CENs = e.CENs
+		if e.CENs == nil {
+			return sp, graph.Errorf(graph.ErrInvalid, `CIN %q has no "cens" (a CIN of no CENs says "cens":[])`, id)
+		}
+		sp.CENs = *e.CENs
 		if e.DefaultRoute != nil {
 			sp.DefaultRoute = *e.DefaultRoute
 		}
 		if e.Prefix != nil {
-			p, err := netip.ParsePrefix(*e.Prefix)
-			if err != nil || !p.Addr().Is4() || p != p.Masked() {
-				return sp, graph.Errorf(graph.ErrInvalid, "CIN %q: prefix %q: want an IPv4 network like 192.168.0.0/16", id, *e.Prefix)
+			p, err := ParsePrefix(*e.Prefix)
+			if err != nil {
+				return sp, fmt.Errorf("CIN %q: %w", id, err)
 			}
 			if _, err := SubnetLen(p); err != nil {
 				return sp, fmt.Errorf("CIN %q: %w", id, err)
@@ -156,11 +168,12 @@ type Pool struct {
 // DefaultPool gives the n-th CIN 10.(10+n).0.0/16, as leviathan did.
 var DefaultPool = Pool{Base: netip.MustParsePrefix("10.0.0.0/8"), Len: 16, First: 10}
 
-// NewPool checks a pool: an IPv4 network split into prefixes of length
-// plen (0: 16, or the pool's own length when it is longer).
+// NewPool checks a pool: an IPv4 network that CheckPrefix accepts, split
+// into prefixes of length plen (0: 16, or the pool's own length when it
+// is longer).
 func NewPool(base netip.Prefix, plen int) (Pool, error) {
-	if !base.Addr().Is4() || base != base.Masked() {
-		return Pool{}, fmt.Errorf("CIN pool %s: want an IPv4 network like 10.0.0.0/8", base)
+	if err := CheckPrefix(base); err != nil {
+		return Pool{}, fmt.Errorf("CIN pool: %w", err)
 	}
 	if plen == 0 {
 		plen = max(16, base.Bits())

@@ -43,11 +43,17 @@ func TestParseFile(t *testing.T) {
 		{name: "CEN twice", in: `{"a":["x","x"]}`, msg: "twice"},
 		{name: "CIN twice", in: `{"a":[],"a":[]}`, msg: "twice"},
 		{name: "unknown key", in: `{"a":{"cenz":[]}}`, msg: "cenz"},
-		{name: "bad prefix", in: `{"a":{"cens":[],"prefix":"10.0.0.1/16"}}`, msg: "IPv4 network"},
+		{name: "bad prefix", in: `{"a":{"cens":[],"prefix":"10.0.0.1/16"}}`, msg: "host bits"},
 		{name: "v6 prefix", in: `{"a":{"cens":[],"prefix":"fd00::/64"}}`, msg: "IPv4 network"},
 		{name: "prefix too small", in: `{"a":{"cens":[],"prefix":"10.0.0.0/24"}}`, msg: "too small"},
 		{name: "trailing", in: `{"a":[]} 1`, msg: "trailing"},
 		{name: "truncated", in: `{"a":[`, msg: "CIN"},
+		{name: "empty object form", in: `{"a":{"cens":[]}}`, want: []Spec{{ID: "a", CENs: []string{}}}},
+		{name: "entry null", in: `{"a":null}`, msg: "want a list of CEN IDs"},
+		{name: "entry a string", in: `{"a":"cen1"}`, msg: "want a list of CEN IDs"},
+		{name: "cens missing", in: `{"a":{"prefix":"192.168.0.0/16"}}`, msg: `no "cens"`},
+		{name: "cens null", in: `{"a":{"cens":null}}`, msg: `no "cens"`},
+		{name: "empty object", in: `{"a":{}}`, msg: `no "cens"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,5 +158,62 @@ func TestSubnetsAndAddresses(t *testing.T) {
 	// A /20 CIN splits into /28s.
 	if s := Subnet(netip.MustParsePrefix("192.168.16.0/20"), 1); s.String() != "192.168.16.16/28" || Capacity(s) != 5 {
 		t.Errorf("/20: subnet 1 = %s cap %d", s, Capacity(s))
+	}
+}
+
+func TestCheckPrefix(t *testing.T) {
+	tests := []struct {
+		in  string
+		msg string // empty: accepted
+	}{
+		{"10.0.0.0/8", ""},
+		{"10.10.0.0/16", ""},
+		{"172.16.0.0/12", ""},
+		{"192.168.0.0/16", ""},
+		{"100.64.0.0/10", ""},
+		{"198.18.0.0/15", ""},
+		{"1.0.0.0/16", ""},
+		{"223.255.0.0/16", ""},
+		{"0.0.0.0/0", "overlaps 0.0.0.0/8"},
+		{"0.0.0.0/8", "this network"},
+		{"0.0.0.0/16", "this network"},
+		{"127.0.0.0/16", "loopback"},
+		{"126.0.0.0/7", "loopback"},
+		{"169.254.0.0/16", "link-local"},
+		{"169.0.0.0/8", "link-local"},
+		{"224.0.0.0/16", "multicast"},
+		{"239.255.0.0/16", "multicast"},
+		{"240.0.0.0/16", "reserved"},
+		{"255.255.0.0/16", "limited broadcast"},
+		{"255.255.255.255/32", "limited broadcast"},
+		{"128.0.0.0/1", "link-local"},
+		{"10.1.2.3/16", "host bits set: want the network address, 10.1.0.0/16"},
+		{"fd00::/64", "IPv6 is not supported yet"},
+		{"::ffff:10.0.0.0/104", "IPv6 is not supported yet"},
+		{"10.0.0.0", "want an IPv4 network"},
+		{"nonsense", "want an IPv4 network"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			_, err := ParsePrefix(tt.in)
+			if tt.msg == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, graph.ErrInvalid) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("err = %v, want ErrInvalid mentioning %q", err, tt.msg)
+			}
+			// The same prefix is refused as a pool, and in a CIN file.
+			if p, perr := netip.ParsePrefix(tt.in); perr == nil {
+				if _, err := NewPool(p, 0); err == nil {
+					t.Errorf("NewPool(%s) accepted it", p)
+				}
+			}
+			if _, err := ParseFile(strings.NewReader(`{"a":{"cens":[],"prefix":"` + tt.in + `"}}`)); !errors.Is(err, graph.ErrInvalid) {
+				t.Errorf("CIN file with prefix %s: err = %v, want ErrInvalid", tt.in, err)
+			}
+		})
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/leviathan-net/leviathan/cen"
@@ -320,13 +319,8 @@ func failedState(op Op, was graph.State) graph.State {
 	return graph.StateFailed
 }
 
-func joinQuoted(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = fmt.Sprintf("%q", s)
-	}
-	return strings.Join(q, ", ")
-}
+// joinQuoted names IDs in a message: the first few, and how many more.
+func joinQuoted(ss []string) string { return graph.QuoteList(ss) }
 
 func validateIDs(kind string, ids []string) error {
 	for _, id := range ids {
@@ -459,7 +453,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 	if err != nil {
 		return results, err
 	}
-	return results, errors.Join(failed...)
+	return results, graph.JoinErrors(failed...)
 }
 
 // DeleteCEN destroys a CEN's kernel objects and removes it.

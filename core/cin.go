@@ -508,7 +508,7 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 	if err != nil {
 		return results, err
 	}
-	return results, errors.Join(failed...)
+	return results, graph.JoinErrors(failed...)
 }
 
 // DeleteCIN destroys a CIN's addressing and removes it, freeing its

@@ -83,7 +83,7 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 			return nil, graph.Errorf(graph.ErrInvalid, "%s has no cpoolID", where)
 		}
 		sp := Spec{ID: *e.ID}
-		if err := graph.ValidateID("CPool", sp.ID); err != nil {
+		if err := ValidateID(sp.ID); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		where = fmt.Sprintf("CPool file: pool %q", sp.ID)
@@ -131,16 +131,20 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 	return specs, nil
 }
 
+// ValidateID checks the ID of a new pool: a valid ID, not one of the
+// API's route words (graph.RouteWords).
+func ValidateID(id string) error { return graph.ValidateObjectID("CPool", id) }
+
 // ParseStartWith reads a pool size: a JSON number, or a string holding
 // one, from 0 to MaxStartWith.
 func ParseStartWith(raw json.RawMessage) (int, error) {
 	var n json.Number
 	if err := json.Unmarshal(raw, &n); err != nil {
-		return 0, graph.Errorf(graph.ErrInvalid, "start_with: want a number from 0 to %d, got %s", MaxStartWith, raw)
+		return 0, graph.Errorf(graph.ErrInvalid, "start_with: want a number from 0 to %d, got %s", MaxStartWith, graph.Clip(string(raw)))
 	}
 	v, err := strconv.Atoi(string(n))
 	if err != nil || v < 0 || v > MaxStartWith {
-		return 0, graph.Errorf(graph.ErrInvalid, "start_with: want a whole number from 0 to %d, got %s", MaxStartWith, raw)
+		return 0, graph.Errorf(graph.ErrInvalid, "start_with: want a whole number from 0 to %d, got %s", MaxStartWith, graph.Clip(string(raw)))
 	}
 	return v, nil
 }
@@ -159,5 +163,5 @@ func parseBool(raw json.RawMessage) (bool, error) {
 			return false, nil
 		}
 	}
-	return false, graph.Errorf(graph.ErrInvalid, `default_route: want "true", "false" or a boolean, got %s`, raw)
+	return false, graph.Errorf(graph.ErrInvalid, `default_route: want "true", "false" or a boolean, got %s`, graph.Clip(string(raw)))
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -57,22 +58,29 @@ func openBolt(dir string, ringSize int) (*BoltStore, error) {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
 	path := filepath.Join(dir, StoreFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := openBoltFile(path)
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open store %s: held by another process (is another leviathan running with this --state-dir?): %w", path, err)
-		}
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, err
+	}
+	// Read the whole file once: bbolt's consistency check walks every
+	// page reachable from the root and the freelist. A store holds a few
+	// thousand small objects, so this costs milliseconds at start, and a
+	// damaged page is found now, not by a request later.
+	if err := checkBolt(db); err != nil {
+		db.Close()
+		return nil, corrupt(path, err)
 	}
 	var rev int64
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range append([]string{metaBucket}, Buckets...) {
-			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
-				return err
+	err = catch(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			for _, b := range append([]string{metaBucket}, Buckets...) {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return err
+				}
 			}
-		}
-		rev = readRev(tx)
-		return nil
+			rev = readRev(tx)
+			return nil
+		})
 	})
 	if err != nil {
 		db.Close()
@@ -321,4 +329,76 @@ func (t *boltTx) ForEach(bucket string, fn func(key string, value []byte) error)
 		return err
 	}
 	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+}
+
+// ErrCorrupt is the error of a store file that cannot be read as a
+// store: garbage, a torn write the file system did not undo, a file of
+// another program.
+var ErrCorrupt = errors.New("corrupt")
+
+// openBoltFile is bolt.Open, with its errors and panics on a damaged file
+// turned into ErrCorrupt.
+//
+// Durability: every commit is fsynced before Update returns (bbolt's
+// default, NoSync false, with the freelist synced too): a crash or a
+// power cut loses no committed change, and bbolt's two meta pages keep a
+// write torn mid-commit from being seen. Nothing here may turn NoSync or
+// NoFreelistSync on.
+func openBoltFile(path string) (*bolt.DB, error) {
+	var db *bolt.DB
+	err := catch(func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+		return err
+	})
+	var pe *panicError
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open store %s: held by another process (is another leviathan running with this --state-dir?): %w", path, err)
+	case errors.As(err, &pe), errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
+		errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
+		// A panic in Open leaves bbolt's file descriptor and lock open
+		// with no way to close them; the caller exits on this error.
+		return nil, corrupt(path, err)
+	}
+	return nil, fmt.Errorf("open store %s: %w", path, err)
+}
+
+// checkBolt runs bbolt's consistency check and returns its first finding.
+func checkBolt(db *bolt.DB) error {
+	return catch(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			var first error
+			for err := range tx.Check() {
+				if first == nil {
+					first = err
+				}
+			}
+			return first
+		})
+	})
+}
+
+func corrupt(path string, err error) error {
+	return fmt.Errorf("store %s is %w (%v): move it away to start empty, or restore it from a copy", path, ErrCorrupt, err)
+}
+
+// panicError is a panic caught by catch.
+type panicError struct{ v any }
+
+func (e *panicError) Error() string { return fmt.Sprintf("bbolt panicked: %v", e.v) }
+
+// catch runs fn, turning a panic into an error: bbolt panics, rather than
+// failing, on some damaged pages.
+func catch(fn func() error) (err error) {
+	// A damaged page can point bbolt outside its mapping: make that fault
+	// a panic here rather than a crash of the process.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{v}
+		}
+	}()
+	return fn()
 }

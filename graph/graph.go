@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 )
 
 // Sentinel errors that callers branch on (and frontends map to statuses).
@@ -228,7 +229,26 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 // '-' or '.'.
 func ValidateID(kind, id string) error {
 	if !idRE.MatchString(id) {
-		return Errorf(ErrInvalid, "%s ID %q: want 1-64 letters, digits, '_', '.' or '-', not starting with '-' or '.'", kind, id)
+		return Errorf(ErrInvalid, "%s ID %s: want 1-64 letters, digits, '_', '.' or '-', not starting with '-' or '.'", kind, Quote(id))
+	}
+	return nil
+}
+
+// RouteWords are the literal path segments the API serves where an
+// object's ID could stand (POST /cen/import, /cin/make, ...). A CEN, CIN
+// or CPool named so could be created (PUT /cen/import) and then not be
+// reached (GET /cen/import is not it), so these are not IDs of objects.
+// The rest package's tests derive the list from its routes and check it.
+var RouteWords = []string{"import", "make", "destroy"}
+
+// ValidateObjectID checks the ID of a new CEN, CIN or CPool: a valid ID
+// that is none of RouteWords.
+func ValidateObjectID(kind, id string) error {
+	if err := ValidateID(kind, id); err != nil {
+		return err
+	}
+	if slices.Contains(RouteWords, id) {
+		return Errorf(ErrInvalid, "%s ID %q: reserved: the API has a route of that name", kind, id)
 	}
 	return nil
 }

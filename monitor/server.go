@@ -8,10 +8,14 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
+
+	"github.com/leviathan-net/leviathan/graph"
 )
 
 // Source is what the monitor reads state from.
@@ -36,6 +40,14 @@ type Server struct {
 	WriteTimeout time.Duration
 	nextID       atomic.Uint64
 	streams      [numStreams]streamCounters
+
+	// done is closed by Close: every stream ends, websockets with 1001.
+	done chan struct{}
+	// mu guards closed and the adding to active once Close runs.
+	mu     sync.Mutex
+	closed bool
+	// active counts the streams being served, for Close to wait on.
+	active sync.WaitGroup
 }
 
 // NewServer returns a Server with default limits.
@@ -43,7 +55,38 @@ func NewServer(bus *Bus, src Source, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{bus: bus, src: src, log: log, QueueLen: 1024, PingEvery: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	return &Server{bus: bus, src: src, log: log, QueueLen: 1024, PingEvery: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		done: make(chan struct{})}
+}
+
+// goingAway is the close reason of every websocket when the server stops.
+const goingAway = "server shutting down"
+
+// Close ends every stream, websockets with close status 1001 (going away)
+// and the reason "server shutting down", refuses new ones (503), and
+// waits for them to end: a websocket's closing handshake is bounded by
+// the websocket library (5 seconds). Close may be called more than once.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.active.Wait()
+}
+
+// track counts a stream that starts; false when the server is closing.
+// The caller calls s.active.Done when the stream ends.
+func (s *Server) track(w http.ResponseWriter) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		writeJSONError(w, http.StatusServiceUnavailable, goingAway)
+		return false
+	}
+	s.active.Add(1)
+	return true
 }
 
 // request is a client's message on /leviathan/monitor.
@@ -107,10 +150,17 @@ func (m *mon) filter(ms []Member) []Member {
 
 // accept upgrades to a websocket. The library checks the Origin: a
 // browser page from another origin is refused; clients that send no
-// Origin (not browsers) are let in.
+// Origin (not browsers) are let in. A refusal is answered in JSON.
+// The caller calls s.active.Done when it accepted.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request) (*websocket.Conn, bool) {
-	c, err := websocket.Accept(w, r, nil)
+	if !s.track(w) {
+		return nil, false
+	}
+	jw := &jsonRefusal{ResponseWriter: w}
+	c, err := websocket.Accept(jw, r, nil)
 	if err != nil {
+		s.active.Done()
+		jw.finish()
 		s.log.Debug("websocket refused", "err", err)
 		return nil, false
 	}
@@ -155,8 +205,13 @@ func (s *Server) writeRaw(c *websocket.Conn, b []byte) error {
 	return c.Write(context.Background(), websocket.MessageText, b)
 }
 
-// tooSlow is the close reason of a client the bus dropped.
-const tooSlow = "too slow: event queue full"
+// Close reasons.
+const (
+	// tooSlow is the close reason of a client the bus dropped.
+	tooSlow      = "too slow: event queue full"
+	closeBinary  = "binary messages are not part of the protocol: send JSON in text messages"
+	closeNotUTF8 = "text message is not valid UTF-8"
+)
 
 // guard closes the connection when the bus drops its subscriber (with a
 // close reason) or when ctx ends, so that no write stays blocked.
@@ -176,6 +231,7 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer s.active.Done()
 	defer c.CloseNow()
 	defer s.opened(StreamMonitor)()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
@@ -187,13 +243,26 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 
 	// The reader only parses; the writer loop below owns the monitors,
 	// so a start's response always goes out before its first event.
+	// The protocol is JSON in text messages: a binary message closes the
+	// connection with 1003 (unsupported data), and a text message that
+	// is not UTF-8 with 1007 (invalid frame payload data), as RFC 6455
+	// (sections 7.4.1 and 8.1) has it; a client that sends either is not
+	// speaking the protocol, so no error message could reach it usefully.
 	reqs := make(chan request, 16)
 	go func() {
 		defer cancel()
 		defer close(reqs)
 		for {
-			_, b, err := c.Read(ctx)
+			typ, b, err := c.Read(ctx)
 			if err != nil {
+				return
+			}
+			if typ != websocket.MessageText {
+				c.Close(websocket.StatusUnsupportedData, closeBinary)
+				return
+			}
+			if !utf8.Valid(b) {
+				c.Close(websocket.StatusInvalidFramePayloadData, closeNotUTF8)
 				return
 			}
 			var req request
@@ -212,6 +281,9 @@ func (s *Server) ServeMonitor(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.done:
+			c.Close(websocket.StatusGoingAway, goingAway)
 			return
 		case <-sub.Done:
 			c.Close(websocket.StatusPolicyViolation, tooSlow)
@@ -324,14 +396,19 @@ func (s *Server) handle(mons *monitors, req request) reply {
 		return errReply(nil, "malformed JSON: %s", req.Monitor)
 	case "start":
 		if req.Monitor != "CIN" {
-			return errReply(req.Sequence, `unknown monitor %q: want "CIN"`, req.Monitor)
+			return errReply(req.Sequence, `unknown monitor %s: want "CIN"`, graph.Quote(req.Monitor))
 		}
 		if req.Parameters == nil || req.Parameters.CINID == "" {
 			return errReply(req.Sequence, "start: parameters.cinID is missing")
 		}
 		id := req.MonitorID
 		if id != "" && mons.byID[id] == nil {
-			return errReply(req.Sequence, "no monitor %q to replace", id)
+			return errReply(req.Sequence, "no monitor %s to replace", graph.Quote(id))
+		}
+		if tag := req.Parameters.ContainerTag; tag != nil {
+			if err := graph.ValidateID("tag", *tag); err != nil {
+				return errReply(req.Sequence, "start: parameters.container_tag: %v", err)
+			}
 		}
 		members, seq, err := s.src.CINMembers(req.Parameters.CINID)
 		if err != nil {
@@ -352,14 +429,14 @@ func (s *Server) handle(mons *monitors, req request) reply {
 			return errReply(req.Sequence, "stop: monitorID is missing")
 		}
 		if mons.byID[req.MonitorID] == nil {
-			return errReply(req.Sequence, "no monitor %q", req.MonitorID)
+			return errReply(req.Sequence, "no monitor %s", graph.Quote(req.MonitorID))
 		}
 		mons.remove(req.MonitorID)
 		return reply{Type: "response", Sequence: req.Sequence, Response: stopResponse{MonitorID: req.MonitorID}}
 	case "":
 		return errReply(req.Sequence, "type is missing")
 	}
-	return errReply(req.Sequence, `unknown type %q: want "start" or "stop"`, req.Type)
+	return errReply(req.Sequence, `unknown type %s: want "start" or "stop"`, graph.Quote(req.Type))
 }
 
 // notification is one object of the notification streams.
@@ -373,9 +450,13 @@ type notification struct {
 func (s *Server) ServeNotifications(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		writeJSONError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
+	if !s.track(w) {
+		return
+	}
+	defer s.active.Done()
 	defer s.opened(StreamNotifications)()
 	sub, _ := s.bus.Subscribe(s.QueueLen)
 	defer sub.Close()
@@ -398,6 +479,8 @@ func (s *Server) ServeNotifications(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-s.done:
 			return
 		case <-sub.Done:
 			return
@@ -422,6 +505,7 @@ func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer s.active.Done()
 	defer c.CloseNow()
 	defer s.opened(StreamNotificationsWS)()
 	ctx, cancel := context.WithCancel(c.CloseRead(context.WithoutCancel(r.Context()))) // the client only listens
@@ -435,6 +519,9 @@ func (s *Server) ServeNotificationsWS(w http.ResponseWriter, r *http.Request) {
 		var n notification
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.done:
+			c.Close(websocket.StatusGoingAway, goingAway)
 			return
 		case <-sub.Done:
 			c.Close(websocket.StatusPolicyViolation, tooSlow)

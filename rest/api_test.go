@@ -53,7 +53,7 @@ func TestAPIErrors(t *testing.T) {
 		{"POST", "/cen/import", `{"cenList":[`, 400},
 		{"POST", "/cen/import", `{"cens":[]}`, 400},
 		{"POST", "/cen/import", `{"cenList":[{"cenID":"ok1","containerIDs":["a"]},{"cenID":"bad/1"}]}`, 400},
-		{"POST", "/cen/import", `{"cenList":[{"cenID":"ok1"},{"cenID":"ok1"}]}`, 400},
+		{"POST", "/cen/import", `{"cenList":[{"cenID":"ok1","containerIDs":[]},{"cenID":"ok1","containerIDs":[]}]}`, 400},
 		{"POST", "/cen/import", `{"cenList":[` + strings.Repeat(`{"cenID":"x"},`, 100) + `{"cenID":"y"}]}`, 413},
 		{"POST", "/cen/make", `"cen1"`, 400},
 		{"POST", "/cen/make", `["cen1","nosuch","other"]`, 404},

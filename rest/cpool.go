@@ -15,7 +15,7 @@ import (
 // cpoolRoutes registers the CPool resource: POST /cpool as the leviathan
 // README gives it, and leviathan's own GET, PUT (scale) and DELETE.
 func (s *Server) cpoolRoutes() {
-	s.handle(http.MethodPost, "/cpool", s.createPools)
+	s.handle(http.MethodPost, "/cpool", jsonBody(s.createPools))
 	s.handle(http.MethodGet, "/cpool", s.withPools(func(c *gin.Context, m *cpool.Manager) (int, any, error) {
 		v, err := m.List(c)
 		if err != nil {
@@ -28,7 +28,7 @@ func (s *Server) cpoolRoutes() {
 		v, err := m.Get(c, c.Param("cpoolId"))
 		return http.StatusOK, v, err
 	}))
-	s.handle(http.MethodPut, "/cpool/:cpoolId", s.withPools(s.scalePool))
+	s.handle(http.MethodPut, "/cpool/:cpoolId", jsonBody(s.withPools(s.scalePool)))
 	s.handle(http.MethodDelete, "/cpool/:cpoolId", s.withPools(func(c *gin.Context, m *cpool.Manager) (int, any, error) {
 		return http.StatusNoContent, nil, m.Delete(s.opCtx, c.Param("cpoolId"))
 	}))

@@ -46,7 +46,7 @@ func (s *Server) pcap(c *gin.Context) error {
 	if q, ok := c.GetQuery("count"); ok {
 		n, err := strconv.Atoi(q)
 		if err != nil || n < 1 || n > MaxCaptureCount {
-			return graph.Errorf(graph.ErrInvalid, "count: want a whole number of frames from 1 to %d, got %q", MaxCaptureCount, q)
+			return graph.Errorf(graph.ErrInvalid, "count: want a whole number of frames from 1 to %d, got %s", MaxCaptureCount, graph.Quote(q))
 		}
 		count = n
 	}
@@ -100,7 +100,7 @@ func (s *Server) topology(c *gin.Context) error {
 	case "mermaid":
 		c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(t.Mermaid()))
 	default:
-		return graph.Errorf(graph.ErrInvalid, "format: want json, dot or mermaid, got %q", format)
+		return graph.Errorf(graph.ErrInvalid, "format: want json, dot or mermaid, got %s", graph.Quote(format))
 	}
 	return nil
 }
@@ -117,7 +117,7 @@ func (s *Server) uiFile(c *gin.Context) error {
 	}
 	b, err := fs.ReadFile(ui.Files(), name)
 	if err != nil {
-		return graph.Errorf(graph.ErrNotFound, "no file %q in the web view", name)
+		return graph.Errorf(graph.ErrNotFound, "no file %s in the web view", graph.Quote(name))
 	}
 	h := c.Writer.Header()
 	h.Set("Cache-Control", "no-cache")

@@ -20,24 +20,24 @@ import (
 func (s *Server) leviathanRoutes() {
 	s.handle(http.MethodGet, "/v2/version", s.version)
 
-	s.handle(http.MethodPost, "/cen/import", s.importCENs)
-	s.handle(http.MethodPost, "/cen/make", s.batch("cen/make", "CEN", s.svc.MakeCENs))
-	s.handle(http.MethodPost, "/cen/destroy", s.batch("cen/destroy", "CEN", s.svc.DestroyCENs))
+	s.handle(http.MethodPost, "/cen/import", jsonBody(s.importCENs))
+	s.handle(http.MethodPost, "/cen/make", jsonBody(s.batch("cen/make", "CEN", s.svc.MakeCENs)))
+	s.handle(http.MethodPost, "/cen/destroy", jsonBody(s.batch("cen/destroy", "CEN", s.svc.DestroyCENs)))
 	s.handle(http.MethodGet, "/cen", s.listCENs)
 	s.handle(http.MethodPut, "/cen/:cenId", s.putCEN)
 	s.handle(http.MethodGet, "/cen/:cenId", s.getCEN)
 	s.handle(http.MethodDelete, "/cen/:cenId", s.deleteCEN)
 
-	s.handle(http.MethodPost, "/cin/import", s.importCINs)
-	s.handle(http.MethodPost, "/cin/make", s.batch("cin/make", "CIN", s.svc.MakeCINs))
-	s.handle(http.MethodPost, "/cin/destroy", s.batch("cin/destroy", "CIN", s.svc.DestroyCINs))
+	s.handle(http.MethodPost, "/cin/import", jsonBody(s.importCINs))
+	s.handle(http.MethodPost, "/cin/make", jsonBody(s.batch("cin/make", "CIN", s.svc.MakeCINs)))
+	s.handle(http.MethodPost, "/cin/destroy", jsonBody(s.batch("cin/destroy", "CIN", s.svc.DestroyCINs)))
 	s.handle(http.MethodGet, "/cin", s.listCINs)
-	s.handle(http.MethodPut, "/cin/:cinId", s.putCIN)
+	s.handle(http.MethodPut, "/cin/:cinId", jsonBody(s.putCIN))
 	s.handle(http.MethodGet, "/cin/:cinId", s.getCIN)
 	s.handle(http.MethodDelete, "/cin/:cinId", s.deleteCIN)
 
 	s.handle(http.MethodGet, "/host/:hostId", s.listContainers)
-	s.handle(http.MethodPut, "/host/:hostId/:containerId", s.putContainer)
+	s.handle(http.MethodPut, "/host/:hostId/:containerId", jsonBody(s.putContainer))
 	s.handle(http.MethodGet, "/host/:hostId/:containerId", s.getContainer)
 	s.handle(http.MethodDelete, "/host/:hostId/:containerId", s.deleteContainer)
 	s.handle(http.MethodPut, "/host/:hostId/:containerId/:cenId", s.member(s.svc.AddMember))
@@ -107,7 +107,7 @@ func (s *Server) listCINs(c *gin.Context) (int, any, error) {
 // putCIN takes a list of CEN IDs, or the object form of a CIN file entry.
 func (s *Server) putCIN(c *gin.Context) (int, any, error) {
 	id := c.Param("cinId")
-	if err := graph.ValidateID("CIN", id); err != nil {
+	if err := cin.ValidateCINID(id); err != nil {
 		return 0, nil, err
 	}
 	raw, err := io.ReadAll(c.Request.Body)

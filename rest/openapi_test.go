@@ -11,8 +11,6 @@ import (
 
 	"github.com/goccy/go-yaml"
 
-	"github.com/leviathan-net/leviathan/core"
-	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
@@ -118,21 +116,7 @@ func openAPIPath(ginPath string) string {
 // server registers is in the spec with its method, and every operation in
 // the spec is a registered route.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	store, err := graph.OpenBolt(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	svc, err := core.New(core.Options{
-		HostID:   "host1",
-		Store:    store,
-		Fabric:   routesOnlyFabric{},
-		Runtimes: []core.Runtime{&core.NetnsRuntime{}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(t.Context(), svc, Options{})
+	s := routesOnlyServer(t)
 
 	registered := map[string]bool{}
 	for _, r := range s.Routes() {

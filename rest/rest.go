@@ -70,6 +70,8 @@ type Server struct {
 	mon    *monitor.Server
 	pools  *cpool.Manager
 	vmm    *vm.Manager
+	// inflight tracks requests being served, for Close (lifecycle.go).
+	inflight inflight
 }
 
 // Route is one registered method and path (in gin's :param form).
@@ -97,16 +99,17 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	e.UnescapePathValues = true
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	e.Use(s.recoverer, s.logRequests)
+	e.Use(s.recoverer, s.logRequests, s.inflight.track)
+	e.Use(limitHeaders(MaxHeaderBytes))
 	if o.Auth != "" {
 		e.Use(basicAuth(o.Auth))
 	}
 	e.Use(limitBody(o.MaxBody))
 	e.NoRoute(func(c *gin.Context) {
-		writeError(c, http.StatusNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path), nil)
+		writeError(c, http.StatusNotFound, fmt.Sprintf("no route %s %s", graph.Clip(c.Request.Method), graph.Clip(c.Request.URL.Path)), nil)
 	})
 	e.NoMethod(func(c *gin.Context) {
-		writeError(c, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", c.Request.Method, c.Request.URL.Path), nil)
+		writeError(c, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", graph.Clip(c.Request.Method), graph.Clip(c.Request.URL.Path)), nil)
 	})
 	s.engine = e
 	s.mon = monitor.NewServer(svc.Bus(), svc, o.Log)
@@ -173,9 +176,12 @@ func (e *resultsError) Unwrap() error { return e.err }
 // statusOf maps an error to its HTTP status.
 func statusOf(err error) int {
 	var mbe *http.MaxBytesError
+	var ut *unsupportedType
 	switch {
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &ut):
+		return http.StatusUnsupportedMediaType
 	case errors.Is(err, graph.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, graph.ErrNotFound):

@@ -10,6 +10,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -23,7 +25,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/leviathan-net/leviathan/core"
+	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/ktest"
 	"github.com/leviathan-net/leviathan/netfab"
 )
@@ -190,6 +195,22 @@ func TestServeFlagErrors(t *testing.T) {
 	}
 }
 
+// TestServeRefusesCINPool checks that --cin-pool takes only unicast IPv4
+// networks, refused before anything is opened.
+func TestServeRefusesCINPool(t *testing.T) {
+	for _, pool := range []string{"0.0.0.0/0", "127.0.0.0/8", "224.0.0.0/4", "169.254.0.0/16", "240.0.0.0/4", "10.0.0.1/8", "fd00::/8"} {
+		t.Run(pool, func(t *testing.T) {
+			t.Setenv("LEVIATHAN_AUTH", "")
+			cmd := newRoot(streams{in: strings.NewReader(""), out: io.Discard, err: io.Discard})
+			cmd.SetArgs([]string{"serve", "--cin-pool", pool, "--state-dir", t.TempDir(), "--fabric-netns", "-", "--socket", "", "--listen", "127.0.0.1:0"})
+			err := cmd.ExecuteContext(context.Background())
+			if err == nil || !strings.Contains(err.Error(), "pool") {
+				t.Fatalf("serve --cin-pool %s: %v, want an error about the pool", pool, err)
+			}
+		})
+	}
+}
+
 // selfSigned writes a certificate and key for 127.0.0.1 and returns their
 // paths and a pool trusting the certificate.
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
@@ -324,4 +345,184 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestServeRefusesCorruptStore runs the real binary on a store file full
+// of garbage: it exits 1 with a message naming the file, no panic.
+func TestServeRefusesCorruptStore(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "leviathan")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, off := range []int64{0, int64(2 * os.Getpagesize())} {
+		t.Run(fmt.Sprint("garbage at ", off), func(t *testing.T) {
+			state := t.TempDir()
+			// A store with data on the pages past the meta pages, then
+			// damaged (garbage on free pages alone would be harmless).
+			s, err := graph.OpenBolt(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Update(func(tx graph.Tx) error {
+				for i := range 500 {
+					if err := tx.Put(graph.Buckets[0], fmt.Sprint("k", i), []byte(strings.Repeat("v", 100))); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			s.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(state, graph.StoreFile)
+			f, err := os.OpenFile(file, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			garbage := make([]byte, 8192)
+			rand.Read(garbage)
+			f.WriteAt(garbage, off)
+			f.Close()
+
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--state-dir", state,
+				"--fabric-netns", "lvtest-never-made", "--docker=false")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err = cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1\n%s", err, stderr.String())
+			}
+			out := stderr.String()
+			want := "leviathan: store " + file + " is corrupt"
+			if !strings.Contains(out, want) || !strings.Contains(out, "move it away to start empty, or restore it from a copy") {
+				t.Errorf("stderr does not say %q and what to do:\n%s", want, out)
+			}
+			if strings.Contains(out, "goroutine ") {
+				t.Errorf("stderr has a stack trace:\n%s", out)
+			}
+			if _, err := os.Stat("/run/netns/lvtest-never-made"); err == nil {
+				netfab.DeleteNetns("/run/netns/lvtest-never-made")
+				t.Error("the fabric namespace was made before the store was checked")
+			}
+		})
+	}
+}
+
+// TestShutdownDuringMake sends SIGTERM while a make runs and a monitor
+// websocket is open: the make's request is answered (done, or cut short
+// and rolled back), the websocket is closed with 1001, the daemon exits
+// 0, and after a restart the kernel holds what the store says.
+func TestShutdownDuringMake(t *testing.T) {
+	ktest.NeedRoot(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "leviathan")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	prefix := ktest.Prefix(t)
+	fabric := prefix + "fabric"
+	t.Cleanup(func() { netfab.DeleteNetns(netfab.NetnsPath(fabric)) })
+	sock := filepath.Join(dir, "api.sock")
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}
+	d := &proc{
+		t:    t,
+		bin:  bin,
+		sock: sock,
+		args: []string{"--listen", "127.0.0.1:0", "--socket", sock, "--state-dir", filepath.Join(dir, "state"),
+			"--fabric-netns", fabric, "--netns-prefix", prefix, "--docker=false"},
+		client: &http.Client{Transport: &http.Transport{DialContext: dial}},
+	}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+		}
+	})
+	d.start()
+	var file strings.Builder
+	var ids []string
+	file.WriteString(`{"cenList":[`)
+	for i := range 20 {
+		if i > 0 {
+			file.WriteString(",")
+		}
+		id := fmt.Sprint("s", i)
+		ids = append(ids, `"`+id+`"`)
+		fmt.Fprintf(&file, `{"cenID":%q,"containerIDs":["%s-a","%s-b","%s-c","%s-d"]}`, id, id, id, id, id)
+	}
+	file.WriteString("]}")
+	if s := d.do("POST", "/cen/import", file.String(), nil); s != 200 {
+		t.Fatalf("import: %d", s)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://leviathan/leviathan/monitor", &websocket.DialOptions{HTTPClient: d.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	made := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "POST", "http://leviathan/cen/make", strings.NewReader("["+strings.Join(ids, ",")+"]"))
+		resp, err := d.client.Do(req)
+		if err != nil {
+			made <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		made <- answer{status: resp.StatusCode, body: string(b)}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+
+	_, _, err = ws.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway || !strings.Contains(err.Error(), "server shutting down") {
+		t.Errorf("monitor: %v, want close status 1001 \"server shutting down\"", err)
+	}
+	a := <-made
+	switch {
+	case a.err != nil:
+		t.Errorf("make: %v, want an answer", a.err)
+	case a.status != 200 && a.status != 503:
+		t.Errorf("make: %d %s, want 200 (done) or 503 (cut short)", a.status, a.body)
+	case !json.Valid([]byte(a.body)):
+		t.Errorf("make: %d %q, want JSON", a.status, a.body)
+	}
+	t.Logf("make during shutdown: %d", a.status)
+	if err := d.cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, d.log)
+	}
+
+	// Restarted, the kernel holds what the store says.
+	d.start()
+	var cens []core.CENView
+	if s := d.do("GET", "/cen", "", &cens); s != 200 || len(cens) != 20 {
+		t.Fatalf("GET /cen: %d, %d CENs", s, len(cens))
+	}
+	var want []ktest.CEN
+	for _, c := range cens {
+		k := ktest.CEN{IfName: c.IfName, Made: c.State == "made"}
+		for _, m := range c.Members {
+			k.Members = append(k.Members, netfab.NetnsPath(prefix+m))
+		}
+		want = append(want, k)
+	}
+	ktest.CheckKernel(t, netfab.NetnsPath(fabric), want)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
 }

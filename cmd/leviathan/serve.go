@@ -287,9 +287,15 @@ func runDaemon(ctx context.Context, cfg serveConfig, pool cin.Pool, listeners []
 		},
 		Handler:           d.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    rest.ServerMaxHeaderBytes, // above rest's own limit, which answers JSON
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits (up to 15s) for requests under way, a make included,
+	// to finish; websockets it neither waits for nor closes, so they are
+	// closed with 1001 as it begins. Whatever still runs after it is
+	// cancelled by d.Close, which waits for it to roll back.
+	srv.RegisterOnShutdown(d.CloseStreams)
 
 	errc := make(chan error, len(listeners))
 	var wg sync.WaitGroup

@@ -56,18 +56,21 @@ type Daemon struct {
 	Metrics *metrics.Metrics
 	// Handler serves the API.
 	Handler http.Handler
+	api     *rest.Server
 	cancel  context.CancelFunc
 }
 
 // Open assembles and reconciles a daemon. ctx bounds the reconcile only.
-func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
+func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if err := graph.ValidateID("host", cfg.HostID); err != nil {
 		return nil, fmt.Errorf("host ID: %w", err)
 	}
-	d = &Daemon{}
+	// d is not the named result: "return nil, err" would make it nil
+	// before the deferred Close runs.
+	d := &Daemon{}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -132,8 +135,18 @@ func Open(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		cfg.Rest.Pools = d.Pools
 	}
 	cfg.Rest.VMs = d.VMs
-	d.Handler = rest.New(opCtx, d.Service, cfg.Rest)
+	d.api = rest.New(opCtx, d.Service, cfg.Rest)
+	d.Handler = d.api
 	return d, nil
+}
+
+// CloseStreams ends the monitor websockets (status 1001, going away) and
+// notification streams, which the HTTP servers' own shutdown does not
+// end; call it when shutdown begins.
+func (d *Daemon) CloseStreams() {
+	if d.api != nil {
+		d.api.CloseStreams()
+	}
 }
 
 // VMConfig configures the emulated VMs.
@@ -164,11 +177,15 @@ func openVMs(ctx context.Context, cfg Config, d *Daemon) (*vm.Manager, error) {
 	})
 }
 
-// Close cancels kernel work under way, waits for background jobs, and
-// releases the fabric's sockets and the store. Kernel state stays.
+// Close cancels kernel work under way (it rolls back), ends the streams,
+// waits for the requests and background jobs still running, and releases
+// the fabric's sockets and the store. Kernel state stays.
 func (d *Daemon) Close() {
 	if d.cancel != nil {
 		d.cancel()
+	}
+	if d.api != nil {
+		d.api.Close()
 	}
 	if d.Pools != nil {
 		d.Pools.Close()
