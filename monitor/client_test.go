@@ -56,7 +56,13 @@ func TestClient(t *testing.T) {
 	if diff := cmp.Diff(want, string(ev)); diff != "" {
 		t.Errorf("event (-want +got):\n%s", diff)
 	}
+	// The server counts a message once its write returned, which may be
+	// a moment after the client read it.
 	st := ms.Stats()
+	for st.Streams[StreamMonitor].Sent == 0 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+		st = ms.Stats()
+	}
 	if mon := st.Streams[StreamMonitor]; mon.Open != 1 || mon.Sent != 1 || st.Published != 1 || st.Dropped != 0 {
 		t.Errorf("stats with one client after one event: %+v", st)
 	}
