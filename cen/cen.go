@@ -146,8 +146,11 @@ func Plan(n int) graph.Wiring {
 // a CEN with an impaired link is always a bridge (from 2 members): the
 // impaired member's frames go through leviathan's relay to a TAP on the
 // bridge, and its settings live on its fabric end.
+//
+// A CEN with a TAP member (an emulated VM) is a bridge too: the VM's TAP
+// is a port of it.
 func WiringOf(c *graph.CEN) graph.Wiring {
-	if len(c.Links) > 0 && len(c.Members) >= 2 {
+	if (len(c.Links) > 0 || len(c.TAPMembers) > 0) && len(c.Members) >= 2 {
 		return graph.WiringBridge
 	}
 	return Plan(len(c.Members))

@@ -66,7 +66,11 @@ func (s *Service) CaptureTarget(ctx context.Context, host, id, cenID string) (ne
 		if !ok {
 			return sp, graph.Errorf(graph.ErrConflict, "CEN %q: this fabric has no namespace to capture in", cenID)
 		}
-		return netfab.CaptureSpec{Netns: fp.Path(), IfName: cen.HostIfName(cenID, m), Group: c.Group, Fabric: true}, nil
+		name := cen.HostIfName(cenID, m)
+		if s.tapRuntimeOf(ctr) != nil {
+			name = netfab.TAPPortName(name) // an emulated VM's TAP on the bridge
+		}
+		return netfab.CaptureSpec{Netns: fp.Path(), IfName: name, Group: c.Group, Fabric: true}, nil
 	}
 	return sp, graph.Errorf(graph.ErrConflict, "CEN %q has %d member(s): no link to capture", cenID, len(c.Members))
 }

@@ -87,10 +87,12 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 
 	// Resolve containers not yet known (I/O stays outside the transaction).
 	known := map[string]bool{}
+	ctrOf := map[graph.Member]*graph.Container{}
 	if err := s.store.View(func(tx graph.Tx) error {
 		cs, err := graph.ListContainers(tx)
 		for _, c := range cs {
 			known[c.ID] = c.Host == s.host
+			ctrOf[c.Member()] = c
 		}
 		return err
 	}); err != nil {
@@ -107,6 +109,7 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 				return sum, err
 			}
 			fresh[id] = c
+			ctrOf[c.Member()] = c
 		}
 	}
 
@@ -130,6 +133,7 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 					return err
 				}
 				c.Members = members
+				s.markTAPMembers(c, ctrOf)
 				if err := graph.PutCEN(tx, c); err != nil {
 					return err
 				}
@@ -140,6 +144,7 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 				return graph.Errorf(graph.ErrConflict, "CEN %q is made and the file changes its members; destroy it first or change members with PUT/DELETE /host/{hostId}/{containerId}/%s", sp.ID, sp.ID)
 			default:
 				old.Members = members
+				s.markTAPMembers(old, ctrOf)
 				if err := graph.PutCEN(tx, old); err != nil {
 					return err
 				}
@@ -421,7 +426,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 	}
 	specs := make([]*netfab.CEN, len(cs))
 	for i, c := range cs {
-		specs[i] = spec(c, ctrs)
+		specs[i] = s.spec(c, ctrs)
 	}
 	errs := do(cs, specs)
 	results := make([]Result, len(cs))
@@ -475,7 +480,7 @@ func (s *Service) DeleteCEN(ctx context.Context, id string) error {
 	}); err != nil {
 		return err
 	}
-	if err := s.fab.Destroy(ctx, spec(cs[0], ctrs)); err != nil {
+	if err := s.fab.Destroy(ctx, s.spec(cs[0], ctrs)); err != nil {
 		return fmt.Errorf("delete CEN %s: %w", id, err)
 	}
 	return s.commit(func(tx graph.Tx) error { return graph.DeleteCEN(tx, id) }, func() []monitor.Event {

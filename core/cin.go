@@ -168,6 +168,9 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 				continue // a member that does not run keeps its address for when it does
 			}
 			ns := w.ctrs[m].Netns
+			if ns == "" {
+				continue // a TAP member: its runtime sets its address (tapAddresses)
+			}
 			addr := netfab.Address{Member: m.Container, Netns: ns, IfName: n.IfName, Addr: netip.PrefixFrom(netip.MustParseAddr(a), subnet.Bits())}
 			if i, ok := routed[ns]; !ok || (!s.Addresses[i].Via.IsValid() && gw.IsValid()) {
 				if ok {
@@ -508,6 +511,7 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 	if err != nil {
 		return results, err
 	}
+	s.syncTAPAddresses(ctx)
 	return results, graph.JoinErrors(failed...)
 }
 
@@ -529,11 +533,15 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 			return fmt.Errorf("delete CIN %s: %w", id, err)
 		}
 	}
-	return s.commit(func(tx graph.Tx) error { return graph.DeleteCIN(tx, id) }, func() []monitor.Event {
+	err = s.commit(func(tx graph.Tx) error { return graph.DeleteCIN(tx, id) }, func() []monitor.Event {
 		evs := addressEvents(id, before, nil)
 		if w.cin.State == graph.StateMade {
 			evs = append(evs, monitor.Event{Action: monitor.ActionCINDestroyed, Data: monitor.ObjectEvent{CIN: id, State: stateDeleted}})
 		}
 		return evs
 	})
+	if err == nil {
+		s.syncTAPAddresses(ctx)
+	}
+	return err
 }

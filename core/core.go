@@ -163,21 +163,28 @@ func (k *keyedLocks) lock(keys ...string) (unlock func()) {
 // Only members that run have a port; the wiring follows from every
 // member, running or not, so a member that stops and starts again finds
 // the CEN as it was.
-func spec(c *graph.CEN, ctrs map[graph.Member]*graph.Container) *netfab.CEN {
-	s := &netfab.CEN{ID: c.ID, Name: c.IfName, Group: c.Group, BridgeMAC: cen.BridgeMAC(c.ID), Plan: cen.WiringOf(c)}
+// A member of a TAP runtime (an emulated VM) gets a TAP on the bridge
+// instead of a veth.
+func (s *Service) spec(c *graph.CEN, ctrs map[graph.Member]*graph.Container) *netfab.CEN {
+	sp := &netfab.CEN{ID: c.ID, Name: c.IfName, Group: c.Group, BridgeMAC: cen.BridgeMAC(c.ID), Plan: cen.WiringOf(c)}
 	for _, m := range c.Members {
-		if !ctrs[m].Running() {
+		ctr := ctrs[m]
+		if !ctr.Running() {
 			continue
 		}
-		s.Ports = append(s.Ports, netfab.Port{
+		p := netfab.Port{
 			Member: m.Container,
-			Netns:  ctrs[m].Netns,
+			Netns:  ctr.Netns,
 			HostIf: cen.HostIfName(c.ID, m),
 			MAC:    cen.MAC(c.ID, m),
 			Impair: impairment(c.Links[m.Key()]),
-		})
+		}
+		if tr := s.tapRuntimeOf(ctr); tr != nil {
+			p.Netns, p.TAP = "", tr.TAPPort(ctr)
+		}
+		sp.Ports = append(sp.Ports, p)
 	}
-	return s
+	return sp
 }
 
 // withMembers returns a copy of c with members ms.
@@ -185,7 +192,7 @@ func spec(c *graph.CEN, ctrs map[graph.Member]*graph.Container) *netfab.CEN {
 func withMembers(c *graph.CEN, ms []graph.Member) *graph.CEN {
 	n := *c
 	n.Members = ms
-	n.Links = nil
+	n.Links, n.TAPMembers = nil, nil
 	for _, m := range ms {
 		if l := c.Links[m.Key()]; l != nil {
 			if n.Links == nil {
@@ -193,8 +200,21 @@ func withMembers(c *graph.CEN, ms []graph.Member) *graph.CEN {
 			}
 			n.Links[m.Key()] = l
 		}
+		if slices.Contains(c.TAPMembers, m.Key()) {
+			n.TAPMembers = append(n.TAPMembers, m.Key())
+		}
 	}
 	return &n
+}
+
+// markTAPMembers records in c which members are TAP members.
+func (s *Service) markTAPMembers(c *graph.CEN, ctrs map[graph.Member]*graph.Container) {
+	c.TAPMembers = nil
+	for _, m := range c.Members {
+		if ctr := ctrs[m]; ctr != nil && s.tapRuntimeOf(ctr) != nil {
+			c.TAPMembers = append(c.TAPMembers, m.Key())
+		}
+	}
 }
 
 // wired reports whether a member of a made CEN has its link in the

@@ -330,6 +330,7 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		next = slices.DeleteFunc(next, func(x graph.Member) bool { return x == m })
 	}
 	nc := withMembers(c, next)
+	s.markTAPMembers(nc, ctrs)
 
 	var ncin *graph.CIN // the CIN as it is after the change
 	var nw *cinWorld
@@ -380,6 +381,9 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		}
 		return evs
 	})
+	if err == nil && w != nil {
+		s.syncTAPAddresses(ctx)
+	}
 	if err == nil && fresh != nil && c.State != graph.StateMade {
 		// Not wired yet: its namespace is made now, once it is recorded.
 		if err := s.refresh(ctx, []*graph.Container{fresh}); err != nil {
@@ -464,7 +468,7 @@ func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs 
 		return nil
 	}
 	fail := func(err error) error { return fmt.Errorf("CEN %s: %w", c.ID, err) }
-	if err := s.fab.Apply(ctx, spec(c, ctrs), spec(nc, ctrs)); err != nil {
+	if err := s.fab.Apply(ctx, s.spec(c, ctrs), s.spec(nc, ctrs)); err != nil {
 		return fail(err)
 	}
 	if w == nil || w.cin.State != graph.StateMade {
@@ -475,7 +479,7 @@ func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs 
 	rewired := cen.WiringOf(c) != cen.WiringOf(nc)
 	dirty := func(a netfab.Address) bool { return rewired && a.IfName == nc.IfName }
 	if err := s.fab.ApplyCIN(ctx, cinSpec(w), cinSpec(nw), dirty); err != nil {
-		if uerr := s.fab.Apply(context.WithoutCancel(ctx), spec(nc, ctrs), spec(c, ctrs)); uerr != nil {
+		if uerr := s.fab.Apply(context.WithoutCancel(ctx), s.spec(nc, ctrs), s.spec(c, ctrs)); uerr != nil {
 			err = fmt.Errorf("%w (and undoing the CEN change failed: %w)", err, uerr)
 		}
 		return fail(fmt.Errorf("CIN %s: %w", w.cin.ID, err))

@@ -43,14 +43,14 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	}
 	var namespaces []string
 	for _, c := range local {
-		if c.Running() {
+		if c.Running() && c.Netns != "" { // a TAP member has none
 			namespaces = append(namespaces, c.Netns)
 		}
 	}
 	var desired []*netfab.CEN
 	for _, c := range cens {
 		if c.State == graph.StateMade {
-			desired = append(desired, spec(c, ctrs))
+			desired = append(desired, s.spec(c, ctrs))
 		}
 	}
 	rep, err := s.fab.Reconcile(ctx, desired, namespaces)
@@ -114,6 +114,7 @@ func (s *Service) reconcileCINs(ctx context.Context, namespaces []string) error 
 	for id, ferr := range rep.Failed {
 		s.log.Warn("reconcile: CIN not realized", "cin", id, "err", ferr)
 	}
+	s.syncTAPAddresses(ctx)
 	return nil
 }
 

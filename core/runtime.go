@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/monitor"
+	"github.com/leviathan-net/leviathan/netfab"
 )
 
 // Sandbox is where a runtime keeps a container's network, as it is now.
@@ -44,6 +46,30 @@ type Runtime interface {
 	// forgotten (an owned namespace); it must not fail for one that is
 	// already gone.
 	Release(ctx context.Context, c *graph.Container) error
+}
+
+// TAPRuntime is a Runtime whose members have no namespace: emulated VMs.
+// netfab gives each member a TAP on its CEN's bridge (so such a CEN is
+// always a bridge), and the member relays its frames to it; in a made
+// CIN its address is set through SetAddress, not netlink.
+type TAPRuntime interface {
+	Runtime
+	// TAPPort is the member's side of its TAP.
+	TAPPort(c *graph.Container) netfab.TAPPort
+	// SetAddress gives a member its address and gateway in a CIN (a
+	// zero addr takes it away). It is called again with the same values
+	// freely: it must then change nothing.
+	SetAddress(ctx context.Context, c *graph.Container, addr netip.Prefix, gw netip.Addr) error
+}
+
+// tapRuntimeOf returns a container's runtime when it is a TAP runtime.
+func (s *Service) tapRuntimeOf(c *graph.Container) TAPRuntime {
+	for _, r := range s.runtimes {
+		if tr, ok := r.(TAPRuntime); ok && r.Owns(c) {
+			return tr
+		}
+	}
+	return nil
 }
 
 // Namespaces is the kernel's side of named network namespaces, as the

@@ -166,7 +166,7 @@ func (s *Service) syncOnce(ctx context.Context, m graph.Member) (done bool, err 
 		if err != nil {
 			return true, err
 		}
-		sp := spec(c, ctrs)
+		sp := s.spec(c, ctrs)
 		if sp.Wiring() == graph.WiringWire && ctr.Running() {
 			wireIfs[c.IfName] = true // both ends are new: both addresses again
 		}
@@ -194,8 +194,12 @@ func (s *Service) syncOnce(ctx context.Context, m graph.Member) (done bool, err 
 		ctr.Error = err.Error()
 		s.log.Warn("container not wired", "container", m.Container, "err", err)
 	}
-	return true, s.commit(func(tx graph.Tx) error { return recordObserved(tx, changed) },
+	err = s.commit(func(tx graph.Tx) error { return recordObserved(tx, changed) },
 		func() []monitor.Event { return append(containerEvents(changed), evs...) })
+	if err == nil && len(sc.worlds) > 0 {
+		s.syncTAPAddresses(ctx)
+	}
+	return true, err
 }
 
 // membersOf reads the containers of a CEN's members, with ctr as given.

@@ -89,6 +89,9 @@ type CEN struct {
 	// Links holds the impairments of members' links, by Member.Key: they
 	// stay across re-wiring and restarts, and go when the member leaves.
 	Links map[string]*LinkSettings `json:"links,omitempty"`
+	// TAPMembers are the members, by Member.Key, that are reached through
+	// a TAP on the bridge (emulated VMs): a CEN with one is a bridge.
+	TAPMembers []string `json:"tap_members,omitempty"`
 }
 
 // LinkSettings impair one member's link on a CEN, each direction alike.
@@ -117,6 +120,7 @@ const (
 	RuntimeNetns  = "netns"  // a network namespace leviathan created for it
 	RuntimeNamed  = "named"  // an existing named network namespace
 	RuntimeDocker = "docker" // a Docker container
+	RuntimeVPCS   = "vpcs"   // an emulated VM (VPCS), reached through a TAP
 )
 
 // Container is a container known on a host, with where its network

@@ -45,6 +45,11 @@ type VM struct {
 	PID   int      `json:"pid,omitempty"`
 	Argv  []string `json:"argv,omitempty"`
 	Error string   `json:"error,omitempty"`
+	// Address and Gateway are what a made CIN gives the VM as a CEN
+	// member ("" for none): set through its console whenever vpcs
+	// (re)starts.
+	Address string `json:"address,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // Member is the VM as a CEN member.

@@ -36,6 +36,9 @@ type Port struct {
 	MAC    net.HardwareAddr
 	// Impair, when set, is what its link suffers (on a bridge CEN).
 	Impair *Impairment
+	// TAP, when set, makes the member a TAP member: it has no namespace
+	// (Netns is empty) and no veth; a TAP on the bridge is handed to it.
+	TAP TAPPort
 }
 
 // Wiring is the CEN's wiring; a nil CEN has none.
@@ -90,6 +93,7 @@ func (f *Fabric) Destroy(ctx context.Context, c *CEN) error {
 	}
 	// Bridge, host ends and with them the members' ends: one request.
 	f.closeRelaysOf(c.Group)
+	f.detachTAPPortsOf(c.Group)
 	if err := f.c.delGroup(c.Group); err != nil {
 		return fmt.Errorf("destroy CEN %s: %w", c.ID, err)
 	}
@@ -119,6 +123,7 @@ func (f *Fabric) DestroyMany(ctx context.Context, cs []*CEN) error {
 	for _, c := range cs {
 		groups[c.Group] = true
 		f.closeRelaysOf(c.Group)
+		f.detachTAPPortsOf(c.Group)
 		if c.Wiring() == graph.WiringWire {
 			if err := f.Destroy(ctx, c); err != nil {
 				return err
@@ -196,6 +201,15 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if p.TAP != nil {
+			name := TAPPortName(p.HostIf)
+			_, exists := stray[name]
+			delete(stray, name)
+			if err := f.ensureTAPPort(c, p, exists); err != nil {
+				return &MemberError{Member: p.Member, Err: err}
+			}
+			continue
+		}
 		if p.Impair.Relayed() {
 			delete(stray, RelayTAPName(p.HostIf)) // its relay's TAP stays
 		}
@@ -231,6 +245,9 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 	for name, l := range stray {
 		if l.Attrs().Group != c.Group {
 			continue // someone else's link on our bridge: not ours to touch
+		}
+		if isTAPPort(name) && f.detachTAPPort(name) {
+			continue // its holder closed it, and the device went with it
 		}
 		if isRelayTAP(name) {
 			// The relay of a member that left: its fabric end goes too

@@ -27,7 +27,8 @@ import (
 type Fabric struct {
 	path string
 	c    *conn
-	rel  relays // impaired members' relays
+	rel  relays   // impaired members' relays
+	tp   tapPorts // TAP members' TAPs
 }
 
 // OpenFabric opens the fabric namespace name, creating it if needed.
@@ -65,6 +66,13 @@ func (f *Fabric) Close() {
 	f.rel.mu.Unlock()
 	for _, pr := range prs {
 		pr.relay.Close()
+	}
+	f.tp.mu.Lock()
+	refs := f.tp.m
+	f.tp.m = nil
+	f.tp.mu.Unlock()
+	for _, ref := range refs {
+		ref.port.DetachTAP()
 	}
 	f.c.Close()
 }

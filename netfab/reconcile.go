@@ -46,6 +46,10 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 			groups[c.Group] = true
 			wanted(f.path, linkKey{c.Name, c.Group})
 			for _, p := range c.Ports {
+				if p.TAP != nil {
+					wanted(f.path, linkKey{TAPPortName(p.HostIf), c.Group})
+					continue
+				}
 				wanted(f.path, linkKey{p.HostIf, c.Group})
 				if p.Impair.Relayed() {
 					wanted(f.path, linkKey{RelayTAPName(p.HostIf), c.Group})

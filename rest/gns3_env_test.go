@@ -20,6 +20,7 @@ import (
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/ktest"
+	"github.com/leviathan-net/leviathan/monitor"
 	"github.com/leviathan-net/leviathan/netfab"
 	"github.com/leviathan-net/leviathan/vm"
 )
@@ -66,26 +67,32 @@ func (e *gns3Env) start() {
 	if e.fab, err = netfab.OpenFabric(context.Background(), fabName); err != nil {
 		t.Fatal(err)
 	}
-	e.svc, err = core.New(core.Options{
-		HostID:   "host1",
-		Store:    e.store,
-		Fabric:   e.fab,
-		Runtimes: []core.Runtime{&core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Ports are held in memory only: a restart starts from a fresh
-	// allocator, as a new daemon does.
+	// allocator, as a new daemon does. The VMs come first, as in the
+	// daemon: they are a runtime of core's, whose reconcile wires them.
 	ports, err := vm.NewPorts(e.udp, e.console)
 	if err != nil {
 		t.Fatal(err)
 	}
+	bus := monitor.NewBus()
 	e.mgr, err = vm.OpenManager(context.Background(), vm.ManagerConfig{
-		Store: e.store, Bus: e.svc.Bus(), Ports: ports,
+		Store: e.store, Bus: bus, Ports: ports,
 		Dir: e.dir + "/projects", HostID: "host1", Binary: e.binary,
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc, err = core.New(core.Options{
+		HostID:   "host1",
+		Store:    e.store,
+		Fabric:   e.fab,
+		Bus:      bus,
+		Runtimes: []core.Runtime{e.mgr.Runtime(), &core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	e.ports = ports

@@ -82,7 +82,11 @@ type node struct {
 	vpcs    *VPCS         // nil when not running
 	console net.Listener  // served while vpcs runs
 	gone    bool
-	view    atomic.Pointer[VMView] // what GET shows, updated under lock
+	// tap is side B of relay while the VM is a CEN member (instead of a
+	// NIO); port is the VM's side of that, as netfab knows it.
+	tap  *netfab.TAP
+	port *tapPort
+	view atomic.Pointer[VMView] // what GET shows, updated under lock
 }
 
 // lock takes a channel lock, or gives up with ctx.

@@ -98,6 +98,9 @@ func (m *Manager) SetNIO(ctx context.Context, pid, vmID string, adapter, port in
 		return NIOView{}, err
 	}
 	defer unlock(n.lock)
+	if err := m.cenConflict(n); err != nil {
+		return NIOView{}, err
+	}
 	i := n.nioIndex(adapter, port)
 	if i < 0 && mustExist {
 		return NIOView{}, graph.Errorf(graph.ErrNotFound, "VM %q has no NIO on adapter %d port %d", vmID, adapter, port)
@@ -242,4 +245,33 @@ func (m *Manager) DeleteNIO(ctx context.Context, pid, vmID string, adapter, port
 	n.rec.NIOs = append(n.rec.NIOs[:i:i], n.rec.NIOs[i+1:]...)
 	m.releaseUDP(pid, nio.LPort)
 	return m.save(n)
+}
+
+// cenConflict refuses a NIO to a VM that is a CEN member: a VPCS has one
+// adapter, and the CEN holds it. n.lock is held.
+func (m *Manager) cenConflict(n *node) error {
+	var in []string
+	err := m.cfg.Store.View(func(tx graph.Tx) error {
+		cs, err := graph.ListCENs(tx)
+		for _, c := range cs {
+			if c.HasMember(n.rec.Member()) {
+				in = append(in, c.ID)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(in) > 0 || n.tap != nil {
+		return graph.Errorf(graph.ErrConflict, "VM %q has one adapter, and CEN %s holds it: take the VM out (DELETE /host/%s/%s/%s) before giving it a NIO", n.id, graph.QuoteList(in), n.rec.Host, n.id, first(in))
+	}
+	return nil
+}
+
+func first(ss []string) string {
+	if len(ss) == 0 {
+		return "{cenId}"
+	}
+	return ss[0]
 }

@@ -348,6 +348,9 @@ func (m *Manager) startLocked(ctx context.Context, n *node) error {
 	n.vpcs, n.console = v, ln
 	n.rec.Status, n.rec.Error = graph.VMStarted, ""
 	n.rec.PID, n.rec.Argv = v.PID(), append([]string{bin}, v.args()...)
+	if n.rec.Address != "" {
+		m.applyAddress(n) // a CIN's address, lost with the last vpcs
+	}
 	return m.save(n)
 }
 
@@ -379,6 +382,7 @@ func (m *Manager) deleteLocked(n *node) error {
 		return err
 	}
 	n.gone = true
+	n.detachTAP()
 	n.relay.Close()
 	r := n.rec
 	m.mu.Lock()

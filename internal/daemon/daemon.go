@@ -22,6 +22,7 @@ import (
 	"github.com/leviathan-net/leviathan/cpool/dockerrt"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/metrics"
+	"github.com/leviathan-net/leviathan/monitor"
 	"github.com/leviathan-net/leviathan/netfab"
 	"github.com/leviathan-net/leviathan/rest"
 	"github.com/leviathan-net/leviathan/vm"
@@ -97,6 +98,13 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			cfg.Log.Info("docker engine", "host", d.Engine.Host(), "api_version", d.Engine.APIVersion())
 		}
 	}
+	// Emulated VMs come before core, whose reconcile wires the VMs that
+	// are CEN members: the events bus is made first and shared.
+	bus := monitor.NewBus()
+	if d.VMs, err = openVMs(ctx, cfg, d, bus); err != nil {
+		return nil, err
+	}
+	runtimes = append(runtimes, d.VMs.Runtime())
 	runtimes = append(runtimes, &core.NetnsRuntime{Prefix: cfg.NetnsPrefix, Fabric: cfg.FabricNetns, NS: d.Fabric})
 	// Core records its batches and calls the kernel through a fabric that
 	// counts, into the registry /metrics serves; the reconcile below is
@@ -112,6 +120,7 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		Runtimes: runtimes,
 		CINPool:  cfg.CINPool,
 		Metrics:  d.Metrics,
+		Bus:      bus,
 		Log:      cfg.Log,
 	})
 	if err != nil {
@@ -119,9 +128,6 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if err := d.Service.Reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("reconcile: %w", err)
-	}
-	if d.VMs, err = openVMs(ctx, cfg, d); err != nil {
-		return nil, err
 	}
 	// Changes and jobs run under the daemon's lifetime, not a request's.
 	opCtx, cancel := context.WithCancel(context.Background())
@@ -158,7 +164,7 @@ type VMConfig struct {
 
 // openVMs starts the emulated VMs' manager: projects under
 // STATE/projects, VMs that were started started again.
-func openVMs(ctx context.Context, cfg Config, d *Daemon) (*vm.Manager, error) {
+func openVMs(ctx context.Context, cfg Config, d *Daemon, bus *monitor.Bus) (*vm.Manager, error) {
 	if cfg.VMs.UDPPorts == (vm.Range{}) {
 		cfg.VMs.UDPPorts = vm.DefaultUDPRange
 	}
@@ -170,7 +176,7 @@ func openVMs(ctx context.Context, cfg Config, d *Daemon) (*vm.Manager, error) {
 		return nil, err
 	}
 	return vm.OpenManager(ctx, vm.ManagerConfig{
-		Store: d.Store, Bus: d.Service.Bus(), Ports: ports,
+		Store: d.Store, Bus: bus, Ports: ports,
 		Dir:    filepath.Join(cfg.StateDir, "projects"),
 		HostID: cfg.HostID,
 		Log:    cfg.Log.With("part", "vm"),
