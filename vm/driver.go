@@ -10,7 +10,19 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
+
+// promptWait is how long Exec waits for vpcs's prompt after its Ctrl-C
+// before it asks for one with an Enter.
+const promptWait = 500 * time.Millisecond
+
+// settleWait is how long the output must be quiet after a prompt before
+// Exec types its command.
+const settleWait = 150 * time.Millisecond
+
+// errQuiet is nextWithin's: no output came in time.
+var errQuiet = errors.New("no output")
 
 // ansi matches the escape sequences vpcs prints (bold in its help,
 // colours from `set echo color`).
@@ -93,10 +105,23 @@ func (v *VPCS) Exec(ctx context.Context, cmd string) (string, error) {
 	s := t.subscribe(1024, false, nil)
 	defer t.unsubscribe(s)
 	var out []byte
+	var nextWithin func(time.Duration) error
 	// next waits for more output; it fails if vpcs is gone or ctx ends,
 	// in which case a running command is interrupted.
 	next := func() error {
+		return nextWithin(0)
+	}
+	// nextWithin is next, giving up (errQuiet) after d when d > 0.
+	nextWithin = func(d time.Duration) error {
+		var quiet <-chan time.Time
+		if d > 0 {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			quiet = t.C
+		}
 		select {
+		case <-quiet:
+			return errQuiet
 		case b, ok := <-s.ch:
 			if !ok {
 				select {
@@ -125,11 +150,31 @@ func (v *VPCS) Exec(ctx context.Context, cmd string) (string, error) {
 	if err := t.write([]byte{ctrlC}); err != nil {
 		return "", writeErr(err)
 	}
+	// vpcs answers Ctrl-C with a fresh prompt, except on a line that is
+	// empty already (a console client's refused line was cleared with one
+	// just before): then an Enter on the empty line brings a prompt. A
+	// prompt counts once the output has been quiet for settleWait: vpcs
+	// drops what is typed before it has handled the Ctrl-C, and a prompt
+	// seen sooner may be one printed before the Ctrl-C arrived.
 	for {
 		if _, ok := promptAtEnd(clean(out)); ok {
-			break
+			err := nextWithin(settleWait)
+			if errors.Is(err, errQuiet) {
+				break
+			}
+			if err != nil {
+				return "", err
+			}
+			continue
 		}
-		if err := next(); err != nil {
+		err := nextWithin(promptWait)
+		if errors.Is(err, errQuiet) {
+			if err := t.write([]byte{'\r'}); err != nil {
+				return "", writeErr(err)
+			}
+			continue
+		}
+		if err != nil {
 			return "", err
 		}
 	}
