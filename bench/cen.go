@@ -97,7 +97,7 @@ func cenLeviathan(lay layout, d *daemon) stage {
 			if len(sum.Created) != lay.cens {
 				return fmt.Errorf("import created %d CENs, want %d", len(sum.Created), lay.cens)
 			}
-			if err := batch(ctx, "make", "made"); err != nil {
+			if err := batch(ctx, "make", "configured"); err != nil {
 				return err
 			}
 			p.lap("make")
@@ -126,7 +126,7 @@ func cenLeviathan(lay layout, d *daemon) stage {
 			return nil
 		},
 		destroy: func(ctx context.Context, p *parts) error {
-			return batch(ctx, "destroy", "defined")
+			return batch(ctx, "destroy", "pending")
 		},
 		checkDestroyed: func(ctx context.Context) error {
 			if err := checkFabric(d.fab.Path(), 0, 0); err != nil {

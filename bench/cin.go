@@ -167,7 +167,7 @@ func cinLeviathan(lay layout, d *daemon) stage {
 			if len(sum.Created) != lay.cins() {
 				return fmt.Errorf("import created %d CINs, want %d", len(sum.Created), lay.cins())
 			}
-			if err := batch(ctx, "make", "made"); err != nil {
+			if err := batch(ctx, "make", "configured"); err != nil {
 				return err
 			}
 			p.lap("make")
@@ -175,7 +175,7 @@ func cinLeviathan(lay layout, d *daemon) stage {
 		},
 		checkMade: func(ctx context.Context) error {
 			var err error
-			if addrs, err = cinAPIAddrs(ctx, d, lay, "made"); err != nil {
+			if addrs, err = cinAPIAddrs(ctx, d, lay, "configured"); err != nil {
 				return err
 			}
 			k.addr = func(i, j int) netip.Prefix { return addrs[lay.containerID(i, j)] }
@@ -207,10 +207,10 @@ func cinLeviathan(lay layout, d *daemon) stage {
 			return k.checkMade(ctx)
 		},
 		destroy: func(ctx context.Context, p *parts) error {
-			return batch(ctx, "destroy", "defined")
+			return batch(ctx, "destroy", "pending")
 		},
 		checkDestroyed: func(ctx context.Context) error {
-			if _, err := cinAPIAddrs(ctx, d, lay, "defined"); err != nil {
+			if _, err := cinAPIAddrs(ctx, d, lay, "pending"); err != nil {
 				return err
 			}
 			return k.checkDestroyed()

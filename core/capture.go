@@ -52,7 +52,7 @@ func (s *Service) CaptureTarget(ctx context.Context, host, id, cenID string) (ne
 	if !c.HasMember(m) {
 		return sp, graph.Errorf(graph.ErrNotFound, "container %q is not a member of CEN %q", id, cenID)
 	}
-	if c.State != graph.StateMade {
+	if c.State != graph.StateConfigured {
 		return sp, graph.Errorf(graph.ErrConflict, "CEN %q is not made (state %s): its links are not in the kernel", cenID, c.State)
 	}
 	if !ctr.Running() {

@@ -50,6 +50,16 @@ func viewCEN(c *graph.CEN, ctrs map[graph.Member]*graph.Container) CENView {
 	if w := cen.WiringOf(c); w != graph.WiringNone {
 		s := string(w)
 		v.Wiring = &s
+		// Made, but a member is not wired: it does not run, or its
+		// wiring failed (IM's "unconfigured").
+		if c.State == graph.StateConfigured && ctrs != nil {
+			for _, m := range v.Each {
+				if m.State != graph.StateRunning || m.Error != "" {
+					v.State = graph.StateUnconfigured
+					break
+				}
+			}
+		}
 	}
 	return v
 }
@@ -140,7 +150,7 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 				sum.Created = append(sum.Created, sp.ID)
 			case slices.Equal(old.Members, members):
 				sum.Unchanged = append(sum.Unchanged, sp.ID)
-			case old.State == graph.StateMade:
+			case old.State == graph.StateConfigured:
 				return graph.Errorf(graph.ErrConflict, "CEN %q is made and the file changes its members; destroy it first or change members with PUT/DELETE /host/{hostId}/{containerId}/%s", sp.ID, sp.ID)
 			default:
 				old.Members = members
@@ -200,7 +210,7 @@ func (a *cenAlloc) add(id string) (*graph.CEN, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &graph.CEN{ID: id, Members: []graph.Member{}, IfName: name, Group: g, State: graph.StateDefined}
+	c := &graph.CEN{ID: id, Members: []graph.Member{}, IfName: name, Group: g, State: graph.StatePending}
 	a.byID[id], a.names[name], a.groups[g] = c, id, true
 	return c, nil
 }
@@ -344,7 +354,7 @@ func validateIDs(kind string, ids []string) error {
 // when it runs again. The error, when any CEN failed, names them; results
 // are returned either way.
 func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cenBatch(ctx, ids, OpMake, graph.StateMade, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
+	return s.cenBatch(ctx, ids, OpMake, graph.StateConfigured, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
 		errs := make([]error, len(cs))
 		for i := range cs {
 			if errs[i] = s.fab.Apply(ctx, nil, specs[i]); errs[i] != nil {
@@ -364,7 +374,7 @@ func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) 
 // changes nothing. A CEN in a made CIN cannot be destroyed (a conflict):
 // destroy the CIN first.
 func (s *Service) DestroyCENs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cenBatch(ctx, ids, OpDestroy, graph.StateDefined, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
+	return s.cenBatch(ctx, ids, OpDestroy, graph.StatePending, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
 		errs := make([]error, len(cs))
 		var batch []*netfab.CEN
 		var in []int
@@ -389,7 +399,7 @@ func (s *Service) DestroyCENs(ctx context.Context, ids []string) ([]Result, erro
 func (s *Service) checkNotInMadeCIN(cenID string, op Op) error {
 	return s.store.View(func(tx graph.Tx) error {
 		c, err := graph.CINOf(tx, cenID)
-		if err == nil && c != nil && c.State == graph.StateMade {
+		if err == nil && c != nil && c.State == graph.StateConfigured {
 			return graph.Errorf(graph.ErrConflict, "CEN %q is in CIN %q, which is made: destroy the CIN before you %s the CEN", cenID, c.ID, op)
 		}
 		return err
@@ -428,6 +438,9 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 	for i, c := range cs {
 		specs[i] = s.spec(c, ctrs)
 	}
+	if err := markTransient(s, op, cs, graph.GetCEN, graph.PutCEN); err != nil {
+		return nil, err
+	}
 	errs := do(cs, specs)
 	results := make([]Result, len(cs))
 	var failed []error
@@ -445,10 +458,11 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 			return err
 		}
 		for i, c := range cs {
-			if results[i].Error != "" && op == OpDestroy {
-				continue // the kernel may still hold it: keep the state it had
+			// A failed destroy keeps the state it had: the kernel may
+			// still hold the CEN.
+			if results[i].Error == "" || op != OpDestroy {
+				c.State, c.Error = results[i].State, results[i].Error
 			}
-			c.State, c.Error = results[i].State, results[i].Error
 			if err := graph.PutCEN(tx, c); err != nil {
 				return err
 			}

@@ -153,7 +153,7 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 	for _, id := range c.CENs {
 		n := w.cens[id]
 		wiring := cen.WiringOf(n)
-		if n.State != graph.StateMade || wiring == graph.WiringNone {
+		if n.State != graph.StateConfigured || wiring == graph.WiringNone {
 			continue
 		}
 		subnet := cin.Subnet(p, c.Subnets[id])
@@ -284,12 +284,12 @@ func (s *Service) putCINSpec(tx graph.Tx, byID map[string]*graph.CIN, sp cin.Spe
 		sum.Unchanged = append(sum.Unchanged, sp.ID)
 		return nil
 	}
-	if old != nil && old.State == graph.StateMade {
+	if old != nil && old.State == graph.StateConfigured {
 		return graph.Errorf(graph.ErrConflict, "CIN %q is made; destroy it before changing it", sp.ID)
 	}
 	c := old
 	if c == nil {
-		c = &graph.CIN{ID: sp.ID, State: graph.StateDefined, Subnets: map[string]int{}, Addrs: map[string]string{}}
+		c = &graph.CIN{ID: sp.ID, State: graph.StatePending, Subnets: map[string]int{}, Addrs: map[string]string{}}
 		used := map[int]bool{}
 		for _, o := range byID {
 			used[o.Table] = true
@@ -444,9 +444,9 @@ func (s *Service) lockCINsOnce(ids []string) (unlock func(), worlds []*cinWorld,
 // CIN must be made. Each CIN succeeds or fails on its own; a failed one is
 // rolled back and left "failed" with the reason.
 func (s *Service) MakeCINs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cinBatch(ctx, ids, OpMake, graph.StateMade, func(w *cinWorld) error {
+	return s.cinBatch(ctx, ids, OpMake, graph.StateConfigured, func(w *cinWorld) error {
 		for _, id := range w.cin.CENs {
-			if w.cens[id].State != graph.StateMade {
+			if w.cens[id].State != graph.StateConfigured {
 				return graph.Errorf(graph.ErrConflict, "CEN %q is not made (make it first: POST /cen/make)", id)
 			}
 		}
@@ -460,8 +460,8 @@ func (s *Service) MakeCINs(ctx context.Context, ids []string) ([]Result, error) 
 // DestroyCINs removes exactly the addresses, routes and rules the CINs
 // added; members keep their addresses in the graph for the next make.
 func (s *Service) DestroyCINs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cinBatch(ctx, ids, OpDestroy, graph.StateDefined, func(w *cinWorld) error {
-		if w.cin.State != graph.StateMade {
+	return s.cinBatch(ctx, ids, OpDestroy, graph.StatePending, func(w *cinWorld) error {
+		if w.cin.State != graph.StateConfigured {
 			return nil
 		}
 		return s.fab.ApplyCIN(ctx, cinSpec(w), nil, nil)
@@ -478,6 +478,13 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 		return nil, err
 	}
 	defer unlock()
+	cins := make([]*graph.CIN, len(worlds))
+	for i, w := range worlds {
+		cins[i] = w.cin
+	}
+	if err := markTransient(s, op, cins, graph.GetCIN, graph.PutCIN); err != nil {
+		return nil, err
+	}
 	results := make([]Result, len(worlds))
 	before := make([][]addrEntry, len(worlds))
 	var failed []error
@@ -492,10 +499,9 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 	}
 	err = s.commit(func(tx graph.Tx) error {
 		for i, w := range worlds {
-			if results[i].Error != "" && op == OpDestroy {
-				continue
+			if results[i].Error == "" || op != OpDestroy {
+				w.cin.State, w.cin.Error = results[i].State, results[i].Error
 			}
-			w.cin.State, w.cin.Error = results[i].State, results[i].Error
 			if err := graph.PutCIN(tx, w.cin); err != nil {
 				return err
 			}
@@ -528,14 +534,14 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 	defer unlock()
 	w := worlds[0]
 	before := cinAddresses(w)
-	if w.cin.State == graph.StateMade {
+	if w.cin.State == graph.StateConfigured {
 		if err := s.fab.ApplyCIN(ctx, cinSpec(w), nil, nil); err != nil {
 			return fmt.Errorf("delete CIN %s: %w", id, err)
 		}
 	}
 	err = s.commit(func(tx graph.Tx) error { return graph.DeleteCIN(tx, id) }, func() []monitor.Event {
 		evs := addressEvents(id, before, nil)
-		if w.cin.State == graph.StateMade {
+		if w.cin.State == graph.StateConfigured {
 			evs = append(evs, monitor.Event{Action: monitor.ActionCINDestroyed, Data: monitor.ObjectEvent{CIN: id, State: stateDeleted}})
 		}
 		return evs

@@ -77,10 +77,10 @@ func TestAllocateExhaustion(t *testing.T) {
 // one route per container, through its first bridge CEN.
 func TestCINSpecPlan(t *testing.T) {
 	made := func(id string, ms ...string) *graph.CEN {
-		return &graph.CEN{ID: id, IfName: id, Members: members(ms...), State: graph.StateMade}
+		return &graph.CEN{ID: id, IfName: id, Members: members(ms...), State: graph.StateConfigured}
 	}
 	w := &cinWorld{
-		cin: &graph.CIN{ID: "x", CENs: []string{"w", "ba", "bb", "one"}, Prefix: "10.10.0.0/16", State: graph.StateMade, Table: 7},
+		cin: &graph.CIN{ID: "x", CENs: []string{"w", "ba", "bb", "one"}, Prefix: "10.10.0.0/16", State: graph.StateConfigured, Table: 7},
 		cens: map[string]*graph.CEN{
 			"w":   made("w", "a1", "b1"),        // a wire, listed first
 			"ba":  made("ba", "a1", "a2", "a3"), // bridges
@@ -121,7 +121,7 @@ func TestCINSpecPlan(t *testing.T) {
 		t.Errorf("routes (-want +got):\n%s", d)
 	}
 	// A container on no bridge of the CIN routes on-link through its first CEN.
-	w.cens["ba"].State, w.cens["bb"].State = graph.StateDefined, graph.StateDefined
+	w.cens["ba"].State, w.cens["bb"].State = graph.StatePending, graph.StatePending
 	s = cinSpec(w)
 	for _, a := range s.Addresses {
 		if a.Route && (a.Via != netip.Addr{} || a.IfName != "w") {

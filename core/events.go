@@ -36,13 +36,13 @@ type addrEntry struct {
 // cinAddresses lists the addresses a CIN's members hold in the kernel:
 // none unless the CIN is made; for made CENs with an interface.
 func cinAddresses(w *cinWorld) []addrEntry {
-	if w == nil || w.cin.State != graph.StateMade {
+	if w == nil || w.cin.State != graph.StateConfigured {
 		return nil
 	}
 	var out []addrEntry
 	for _, id := range w.cin.CENs {
 		n := w.cens[id]
-		if n == nil || n.State != graph.StateMade || cen.WiringOf(n) == graph.WiringNone {
+		if n == nil || n.State != graph.StateConfigured || cen.WiringOf(n) == graph.WiringNone {
 			continue
 		}
 		for _, m := range n.Members {
@@ -121,7 +121,7 @@ func resultEvents(k kind, results []Result) []monitor.Event {
 		case r.Error != "":
 			action = k.failed
 			evs = append(evs, monitor.Event{Action: monitor.ActionLogError, Data: monitor.LogEvent{Message: fmt.Sprintf("%s %s: %s", k.name, r.CEN+r.CIN, r.Error)}})
-		case r.State == graph.StateMade:
+		case r.State == graph.StateConfigured:
 			action = k.made
 		default:
 			action = k.destroyed

@@ -125,9 +125,9 @@ func TestMakeAsksForRunningMembersOnly(t *testing.T) {
 		wantPorts []string
 		wantState graph.State
 	}{
-		{"all run", func() {}, []string{"a", "b", "named"}, graph.StateMade},
-		{"named gone", func() { k.DeleteNetns(k.NetnsPath("named")) }, []string{"a", "b"}, graph.StateMade},
-		{"owned gone is made again", func() { k.DeleteNetns(k.NetnsPath("a")) }, []string{"a", "b"}, graph.StateMade},
+		{"all run", func() {}, []string{"a", "b", "named"}, graph.StateConfigured},
+		{"named gone", func() { k.DeleteNetns(k.NetnsPath("named")) }, []string{"a", "b"}, graph.StateConfigured},
+		{"owned gone is made again", func() { k.DeleteNetns(k.NetnsPath("a")) }, []string{"a", "b"}, graph.StateConfigured},
 		{"a port fails: the CEN is removed whole", func() { k.failOn = "b" }, nil, graph.StateFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

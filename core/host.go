@@ -51,12 +51,12 @@ func viewContainer(c *graph.Container, cens []*graph.CEN, cins []*graph.CIN) Con
 			continue
 		}
 		v.CENs = append(v.CENs, n.ID)
-		if n.State != graph.StateMade || cen.WiringOf(n) == graph.WiringNone {
+		if n.State != graph.StateConfigured || cen.WiringOf(n) == graph.WiringNone {
 			continue
 		}
 		iv := InterfaceView{CEN: n.ID, Name: n.IfName, MAC: cen.MAC(n.ID, m).String()}
 		for _, ci := range cins {
-			if !ci.HasCEN(n.ID) || ci.State != graph.StateMade {
+			if !ci.HasCEN(n.ID) || ci.State != graph.StateConfigured {
 				continue
 			}
 			if a, ok := ci.Addrs[graph.AddrKey(n.ID, m)]; ok {
@@ -293,7 +293,7 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 	// its runtime makes anything for it (a crash in between leaves a
 	// record that reconcile completes, never a namespace nobody knows),
 	// and forgotten again, with what was made for it, if the change fails.
-	if fresh != nil && c.State == graph.StateMade {
+	if fresh != nil && c.State == graph.StateConfigured {
 		if err := s.store.Update(func(tx graph.Tx) error { return graph.PutContainer(tx, fresh) }); err != nil {
 			return v, true, err
 		}
@@ -312,7 +312,7 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 	// The joining or leaving member as it is now: it is wired only if it
 	// runs (a namespace of leviathan's is created first).
 	var observed []*graph.Container
-	if c.State == graph.StateMade {
+	if c.State == graph.StateConfigured {
 		if observed, err = s.observe(ctx, []*graph.Container{ctrs[m]}); err != nil {
 			return v, true, err
 		}
@@ -341,7 +341,7 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		nw = &cinWorld{cin: ncin, cens: maps.Clone(w.cens), ctrs: maps.Clone(w.ctrs)}
 		nw.cens[cenID] = nc
 		nw.ctrs[m] = ctrs[m]
-		if ncin.State == graph.StateMade {
+		if ncin.State == graph.StateConfigured {
 			if err := allocate(ncin, nw.cens); err != nil {
 				return v, true, err
 			}
@@ -384,7 +384,7 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 	if err == nil && w != nil {
 		s.syncTAPAddresses(ctx)
 	}
-	if err == nil && fresh != nil && c.State != graph.StateMade {
+	if err == nil && fresh != nil && c.State != graph.StateConfigured {
 		// Not wired yet: its namespace is made now, once it is recorded.
 		if err := s.refresh(ctx, []*graph.Container{fresh}); err != nil {
 			s.log.Warn("observing a new container", "container", m.Container, "err", err)
@@ -464,14 +464,14 @@ func (s *Service) lockCENScope(cenID string, m graph.Member) (sc *cenScope, unlo
 // CEN (c → nc), and of the made CIN it is in (w → nw), undoing the CEN
 // change when the CIN's fails.
 func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs map[graph.Member]*graph.Container, w, nw *cinWorld) error {
-	if c.State != graph.StateMade {
+	if c.State != graph.StateConfigured {
 		return nil
 	}
 	fail := func(err error) error { return fmt.Errorf("CEN %s: %w", c.ID, err) }
 	if err := s.fab.Apply(ctx, s.spec(c, ctrs), s.spec(nc, ctrs)); err != nil {
 		return fail(err)
 	}
-	if w == nil || w.cin.State != graph.StateMade {
+	if w == nil || w.cin.State != graph.StateConfigured {
 		return nil
 	}
 	// A change of wiring recreates every member's interface: their

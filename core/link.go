@@ -135,7 +135,7 @@ func (s *Service) viewLink(c *graph.CEN, m graph.Member) LinkView {
 	if v.State == "" {
 		v.State = LinkUp
 	}
-	if ls, ok := s.fab.(linkStats); ok && c.State == graph.StateMade {
+	if ls, ok := s.fab.(linkStats); ok && c.State == graph.StateConfigured {
 		if st, ok := ls.LinkStats(cen.HostIfName(c.ID, m)); ok {
 			v.Stats = &st
 		}

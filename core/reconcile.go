@@ -15,6 +15,9 @@ import (
 // alone. A CEN that cannot be realized is marked failed with the reason.
 // Call it before serving requests.
 func (s *Service) Reconcile(ctx context.Context) error {
+	if err := s.settleTransient(); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
 	var (
 		cens []*graph.CEN
 		all  []*graph.Container
@@ -49,7 +52,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	}
 	var desired []*netfab.CEN
 	for _, c := range cens {
-		if c.State == graph.StateMade {
+		if c.State == graph.StateConfigured {
 			desired = append(desired, s.spec(c, ctrs))
 		}
 	}
@@ -83,7 +86,7 @@ func (s *Service) reconcileCINs(ctx context.Context, namespaces []string) error 
 			return err
 		}
 		for _, c := range all {
-			if c.State != graph.StateMade {
+			if c.State != graph.StateConfigured {
 				continue
 			}
 			w, err := loadCINWorld(tx, c)

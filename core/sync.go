@@ -159,7 +159,7 @@ func (s *Service) syncOnce(ctx context.Context, m graph.Member) (done bool, err 
 	var wireIfs = map[string]bool{}
 	var kernelErrs []error
 	for _, c := range sc.cens {
-		if c.State != graph.StateMade {
+		if c.State != graph.StateConfigured {
 			continue
 		}
 		ctrs, err := s.membersOf(c, ctr)
@@ -178,7 +178,7 @@ func (s *Service) syncOnce(ctx context.Context, m graph.Member) (done bool, err 
 	// both ends are new, so both ends' addresses are applied again.
 	var evs []monitor.Event
 	for _, w := range sc.worlds {
-		if w.cin.State != graph.StateMade {
+		if w.cin.State != graph.StateConfigured {
 			continue
 		}
 		was := &cinWorld{cin: w.cin, cens: w.cens, ctrs: maps.Clone(w.ctrs)}

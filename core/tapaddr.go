@@ -45,7 +45,7 @@ func (s *Service) syncTAPAddresses(ctx context.Context) {
 			return err
 		}
 		for _, ci := range cins {
-			if ci.State != graph.StateMade {
+			if ci.State != graph.StateConfigured {
 				continue
 			}
 			w, err := loadCINWorld(tx, ci)
@@ -55,7 +55,7 @@ func (s *Service) syncTAPAddresses(ctx context.Context) {
 			p := netip.MustParsePrefix(ci.Prefix)
 			for _, id := range ci.CENs {
 				n := w.cens[id]
-				if n.State != graph.StateMade || len(n.TAPMembers) == 0 {
+				if n.State != graph.StateConfigured || len(n.TAPMembers) == 0 {
 					continue
 				}
 				subnet := cin.Subnet(p, ci.Subnets[id])

@@ -271,15 +271,17 @@ func linkLabel(l TopoLink) string {
 
 // stateColour is the colour of a state in renderings.
 func stateColour(state string) string {
-	switch state {
-	case "made", "running":
+	switch graph.State(state) {
+	case graph.StateConfigured, graph.StateRunning:
 		return "darkgreen"
-	case "failed":
+	case graph.StateUnconfigured:
+		return "darkorange"
+	case graph.StateFailed, graph.StateUnknown:
 		return "red"
-	case "stopped":
+	case graph.StateStopped, graph.StateOff:
 		return "grey"
 	}
-	return "goldenrod"
+	return "goldenrod" // pending, deleting
 }
 
 // dotID quotes s as a DOT ID.

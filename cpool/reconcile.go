@@ -152,7 +152,7 @@ func (m *Manager) syncPool(ctx context.Context, id string) (View, error) {
 			p.Error = fmt.Sprintf("container %s stopped: %s", failed[0].Name, exitReason(failed[0]))
 		}
 	case running >= p.StartWith:
-		p.State, p.Error = graph.StateReady, ""
+		p.State, p.Error = graph.StateConfigured, ""
 		m.clearBackoff(id)
 	default:
 		p.State = graph.StatePending

@@ -47,21 +47,49 @@ const (
 	WiringBridge Wiring = "bridge"
 )
 
-// State is an object's state.
+// State is an object's state, in the vocabulary of IM (the
+// Infrastructure Manager) where it fits; docs/states.md draws them.
 type State string
 
-// CEN and CIN states.
+// The states. A CEN or CIN is pending (described, nothing in the kernel),
+// running (being made), configured (made), unconfigured (made, but a
+// member is not wired: it does not run, or its wiring failed), deleting
+// (being destroyed or deleted) or failed (the last make failed and was
+// rolled back; its error says why). A container is running or stopped
+// (its namespace does not exist now), or unknown (its runtime does not
+// answer). A pool is pending (launching toward its size), configured (at
+// size, every container running) or failed. An emulated VM is running
+// or off.
 const (
-	StateDefined State = "defined" // known, nothing in the kernel
-	StateMade    State = "made"    // realized in the kernel
-	StateFailed  State = "failed"  // the last make failed and was rolled back; Error says why
+	StatePending      State = "pending"
+	StateRunning      State = "running"
+	StateConfigured   State = "configured"
+	StateUnconfigured State = "unconfigured"
+	StateStopped      State = "stopped"
+	StateOff          State = "off"
+	StateFailed       State = "failed"
+	StateDeleting     State = "deleting"
+	StateUnknown      State = "unknown"
 )
 
-// Container states: whether its network namespace exists now.
+// Earlier names of states, as stores written before the vocabulary above
+// hold them; Normalize reads them as today's.
 const (
-	StateRunning State = "running" // it runs: its CENs' links are in its namespace
-	StateStopped State = "stopped" // it does not run: it stays in its CENs, unwired
+	legacyDefined State = "defined"
+	legacyMade    State = "made"
+	legacyReady   State = "ready"
 )
+
+// Normalize returns s in today's vocabulary.
+func (s State) Normalize() State {
+	switch s {
+	case legacyDefined:
+		return StatePending
+	case legacyMade, legacyReady:
+		return StateConfigured
+	}
+	return s
+}
 
 // Member is a container (or emulated VM) on a host.
 type Member struct {
@@ -186,13 +214,6 @@ func (c *CIN) HasCEN(id string) bool {
 	return false
 }
 
-// Pool states (and StateFailed: it cannot be kept at size, Error says
-// why, and it is tried again with backoff).
-const (
-	StatePending State = "pending" // launching toward its size
-	StateReady   State = "ready"   // at size: every container runs
-)
-
 // CPool is a pool of Docker containers launched from one image, kept at
 // its size, whose containers join CENs (and through them CINs).
 type CPool struct {
@@ -263,6 +284,7 @@ func GetCEN(tx Tx, id string) (*CEN, error) {
 	if err := get(tx, bucketCENs, id, &c); err != nil {
 		return nil, fmt.Errorf("CEN %q: %w", id, err)
 	}
+	c.State = c.State.Normalize()
 	return &c, nil
 }
 
@@ -273,7 +295,13 @@ func PutCEN(tx Tx, c *CEN) error { return put(tx, bucketCENs, c.ID, c) }
 func DeleteCEN(tx Tx, id string) error { return tx.Delete(bucketCENs, id) }
 
 // ListCENs returns every CEN, ordered by ID.
-func ListCENs(tx Tx) ([]*CEN, error) { return list[CEN](tx, bucketCENs) }
+func ListCENs(tx Tx) ([]*CEN, error) {
+	cs, err := list[CEN](tx, bucketCENs)
+	for _, c := range cs {
+		c.State = c.State.Normalize()
+	}
+	return cs, err
+}
 
 // GetCIN reads one CIN; ErrNotFound if there is none.
 func GetCIN(tx Tx, id string) (*CIN, error) {
@@ -281,6 +309,7 @@ func GetCIN(tx Tx, id string) (*CIN, error) {
 	if err := get(tx, bucketCINs, id, &c); err != nil {
 		return nil, fmt.Errorf("CIN %q: %w", id, err)
 	}
+	c.State = c.State.Normalize()
 	return &c, nil
 }
 
@@ -291,7 +320,13 @@ func PutCIN(tx Tx, c *CIN) error { return put(tx, bucketCINs, c.ID, c) }
 func DeleteCIN(tx Tx, id string) error { return tx.Delete(bucketCINs, id) }
 
 // ListCINs returns every CIN, ordered by ID.
-func ListCINs(tx Tx) ([]*CIN, error) { return list[CIN](tx, bucketCINs) }
+func ListCINs(tx Tx) ([]*CIN, error) {
+	cs, err := list[CIN](tx, bucketCINs)
+	for _, c := range cs {
+		c.State = c.State.Normalize()
+	}
+	return cs, err
+}
 
 // CINOf returns the CIN that spans a CEN, or nil.
 func CINOf(tx Tx, cenID string) (*CIN, error) {
@@ -310,6 +345,7 @@ func GetCPool(tx Tx, id string) (*CPool, error) {
 	if err := get(tx, bucketCPools, id, &c); err != nil {
 		return nil, fmt.Errorf("CPool %q: %w", id, err)
 	}
+	c.State = c.State.Normalize()
 	return &c, nil
 }
 
@@ -320,7 +356,13 @@ func PutCPool(tx Tx, c *CPool) error { return put(tx, bucketCPools, c.ID, c) }
 func DeleteCPool(tx Tx, id string) error { return tx.Delete(bucketCPools, id) }
 
 // ListCPools returns every pool, ordered by ID.
-func ListCPools(tx Tx) ([]*CPool, error) { return list[CPool](tx, bucketCPools) }
+func ListCPools(tx Tx) ([]*CPool, error) {
+	cs, err := list[CPool](tx, bucketCPools)
+	for _, c := range cs {
+		c.State = c.State.Normalize()
+	}
+	return cs, err
+}
 
 // GetContainer reads one container; ErrNotFound if there is none.
 func GetContainer(tx Tx, host, id string) (*Container, error) {

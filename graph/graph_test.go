@@ -31,8 +31,8 @@ func TestBoltStoreTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c1 := &CEN{ID: "b", Members: []Member{{"h", "c1"}}, IfName: "b", Group: 7, State: StateMade}
-	c2 := &CEN{ID: "a", Members: []Member{}, IfName: "a", Group: 8, State: StateDefined}
+	c1 := &CEN{ID: "b", Members: []Member{{"h", "c1"}}, IfName: "b", Group: 7, State: StateConfigured}
+	c2 := &CEN{ID: "a", Members: []Member{}, IfName: "a", Group: 8, State: StatePending}
 	if err := s.Update(func(tx Tx) error {
 		if err := PutCEN(tx, c1); err != nil {
 			return err

@@ -85,7 +85,7 @@ func TestAPIErrors(t *testing.T) {
 	// Nothing of the failed imports and makes is left behind.
 	var cens []core.CENView
 	e.must(200, "GET", "/cen", "", &cens)
-	if len(cens) != 1 || cens[0].ID != "cen1" || cens[0].State != graph.StateDefined {
+	if len(cens) != 1 || cens[0].ID != "cen1" || cens[0].State != graph.StatePending {
 		t.Errorf("after failed requests: %+v", cens)
 	}
 	e.check()
@@ -328,7 +328,7 @@ func TestFailedMakeRollsBack(t *testing.T) {
 	if bad.State != graph.StateFailed || !strings.Contains(bad.Error, "member d") {
 		t.Errorf("bad: %+v, want failed naming member d", bad)
 	}
-	if good.State != graph.StateMade {
+	if good.State != graph.StateConfigured {
 		t.Errorf("good: %+v, want made", good)
 	}
 	e.check() // nothing of "bad" in the kernel; the foreign "bad" is untouched
@@ -490,7 +490,7 @@ func TestVanishedMemberAndFailedRemake(t *testing.T) {
 		ktest.IP(t, "netns", "del", e.prefix+"gone")
 		var res struct{ Results []core.Result }
 		e.must(200, "POST", "/cen/make", `["trio"]`, &res)
-		if res.Results[0].State != graph.StateMade {
+		if res.Results[0].State != graph.StateConfigured {
 			t.Fatalf("make with a vanished member: %+v", res)
 		}
 		if s := stateOf(e, "trio", "gone"); s != graph.StateStopped {

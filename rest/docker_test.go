@@ -133,7 +133,7 @@ func TestDockerMembers(t *testing.T) {
 		e := e.in(t)
 		var c core.CENView
 		e.must(200, "GET", "/cen/dk", "", &c)
-		if c.State != graph.StateMade || c.Each[1].State != graph.StateStopped {
+		if c.State != graph.StateUnconfigured || c.Each[1].State != graph.StateStopped {
 			t.Fatalf("CEN with a stopped member: %+v", c)
 		}
 		docker(t, "start", b)
@@ -268,7 +268,7 @@ func TestCPool(t *testing.T) {
 	file := fmt.Sprintf(`{"cpoolList":[{"cpoolID":%q,"type":%q,"start_with":3,"cins":[{"cinID":"cin1","default_route":"true"},{"cinID":"cen2"}]}]}`, p1, image)
 	var created struct{ CPools []cpool.View }
 	e.must(201, "POST", "/cpool", file, &created)
-	if len(created.CPools) != 1 || created.CPools[0].State != graph.StateReady || len(created.CPools[0].Members) != 3 {
+	if len(created.CPools) != 1 || created.CPools[0].State != graph.StateConfigured || len(created.CPools[0].Members) != 3 {
 		t.Fatalf("created: %+v", created)
 	}
 
@@ -334,7 +334,7 @@ func TestCPool(t *testing.T) {
 		docker(t, "rm", "-f", p1+"-2")
 		eventually(t, 15*time.Second, func() string {
 			v := e.pool(p1)
-			if v.State != graph.StateReady || len(v.Members) != 3 || v.Members[1] == p1+"-2" {
+			if v.State != graph.StateConfigured || len(v.Members) != 3 || v.Members[1] == p1+"-2" {
 				return fmt.Sprintf("pool not replaced: %+v", v)
 			}
 			return ""
@@ -347,7 +347,7 @@ func TestCPool(t *testing.T) {
 		e := e.in(t)
 		var v cpool.View
 		e.must(200, "PUT", "/cpool/"+p1, `{"start_with":5}`, &v)
-		if v.State != graph.StateReady || len(v.Members) != 5 {
+		if v.State != graph.StateConfigured || len(v.Members) != 5 {
 			t.Fatalf("scaled up: %+v", v)
 		}
 		e.must(200, "PUT", "/cpool/"+p1, `{"start_with":1}`, &v)
@@ -385,7 +385,7 @@ func TestCPool(t *testing.T) {
 		e.must(202, "POST", "/cpool?async=true", fmt.Sprintf(`{"cpoolList":[{"cpoolID":%q,"type":%q,"start_with":2,"cins":[{"cinID":"cen1"}]}]}`, p2, image), &j)
 		eventually(t, 30*time.Second, func() string {
 			e.must(200, "GET", "/jobs/"+j.ID, "", &j)
-			if j.State != core.JobDone || len(j.Results) != 1 || j.Results[0].CPool != p2 || j.Results[0].State != graph.StateReady {
+			if j.State != core.JobDone || len(j.Results) != 1 || j.Results[0].CPool != p2 || j.Results[0].State != graph.StateConfigured {
 				return fmt.Sprintf("job: %+v", j)
 			}
 			return ""
@@ -507,7 +507,7 @@ func TestCPoolRestart(t *testing.T) {
 		t.Fatalf("after the restart Docker holds %d of the pool's containers (%v), want 2", len(cs), err)
 	}
 	eventually(t, 10*time.Second, func() string {
-		if v := e.pool(p); v.State != graph.StateReady || len(v.Members) != 2 {
+		if v := e.pool(p); v.State != graph.StateConfigured || len(v.Members) != 2 {
 			return fmt.Sprintf("pool after restart: %+v", v)
 		}
 		return ""

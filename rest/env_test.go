@@ -184,7 +184,7 @@ func (e *env) check() {
 	}
 	var want []ktest.CEN
 	for _, c := range cens {
-		k := ktest.CEN{IfName: c.IfName, Made: c.State == graph.StateMade}
+		k := ktest.CEN{IfName: c.IfName, Made: c.State == graph.StateConfigured || c.State == graph.StateUnconfigured}
 		for _, m := range c.Each {
 			if m.State == graph.StateStopped {
 				k.Stopped++

@@ -349,7 +349,7 @@ func TestTopology(t *testing.T) {
 		if status != 200 || !strings.HasPrefix(text, "flowchart LR\n") {
 			t.Fatalf("%d %s", status, text)
 		}
-		for _, name := range []string{`"c1 (running)"`, `"c2 (running)"`, `"c3 (running)"`, `"c4 (running)"`, `"cen1 (made)"`, "CIN cin1"} {
+		for _, name := range []string{`"c1 (running)"`, `"c2 (running)"`, `"c3 (running)"`, `"c4 (running)"`, `"cen1 (configured)"`, "CIN cin1"} {
 			if !strings.Contains(text, name) {
 				t.Errorf("no %s in\n%s", name, text)
 			}

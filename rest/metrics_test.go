@@ -136,10 +136,10 @@ func TestMetrics(t *testing.T) {
 	})
 
 	t.Run("objects agree with the API", func(t *testing.T) {
-		s.want(t, 2, "leviathan_objects", "kind=cen", "state=made")
-		s.want(t, 1, "leviathan_objects", "kind=cen", "state=defined")
+		s.want(t, 2, "leviathan_objects", "kind=cen", "state=configured")
+		s.want(t, 1, "leviathan_objects", "kind=cen", "state=pending")
 		s.want(t, 0, "leviathan_objects", "kind=cen", "state=failed")
-		s.want(t, 1, "leviathan_objects", "kind=cin", "state=made")
+		s.want(t, 1, "leviathan_objects", "kind=cin", "state=configured")
 		var ctrs []core.ContainerView
 		e.must(200, "GET", "/host/host1", "", &ctrs)
 		running := 0
@@ -154,7 +154,7 @@ func TestMetrics(t *testing.T) {
 		s.want(t, 5, "leviathan_objects", "kind=container", "state=running")
 		s.want(t, 5, "leviathan_containers", "runtime=netns", "state=running")
 		s.want(t, 0, "leviathan_containers", "runtime=docker", "state=running")
-		if _, ok := s.value("leviathan_objects", "kind=cpool", "state=ready"); ok {
+		if _, ok := s.value("leviathan_objects", "kind=cpool", "state=configured"); ok {
 			t.Error("CPools are counted on a server without Docker")
 		}
 	})
@@ -226,7 +226,7 @@ func TestMetricsNeedAuth(t *testing.T) {
 		})
 	}
 	s := e.scrape("admin", "s3cret")
-	if _, ok := s.value("leviathan_objects", "kind=cen", "state=made"); !ok {
+	if _, ok := s.value("leviathan_objects", "kind=cen", "state=configured"); !ok {
 		t.Errorf("no leviathan_objects in an authenticated scrape: %d families", len(s))
 	}
 }

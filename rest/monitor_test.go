@@ -452,7 +452,7 @@ func TestNotificationStream(t *testing.T) {
 			continue
 		}
 		ev, _ := m["event"].(map[string]any)
-		if m["action"] != "cen.made" || ev["cenID"] != "n1" || ev["state"] != "made" {
+		if m["action"] != "cen.made" || ev["cenID"] != "n1" || ev["state"] != "configured" {
 			t.Fatalf("got %v, want cen.made of n1", m)
 		}
 		break

@@ -29,7 +29,7 @@ func TestVMIsACENMember(t *testing.T) {
 	e.must(200, "POST", "/cen/make", `["lab"]`, nil)
 	var c core.CENView
 	e.must(200, "GET", "/cen/lab", "", &c)
-	if c.Wiring == nil || *c.Wiring != string(graph.WiringBridge) || c.State != graph.StateMade {
+	if c.Wiring == nil || *c.Wiring != string(graph.WiringBridge) || c.State != graph.StateConfigured {
 		t.Fatalf("CEN with a VM: %+v", c)
 	}
 	var v core.ContainerView

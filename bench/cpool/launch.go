@@ -139,7 +139,7 @@ func (e *env) launchPool(ctx context.Context, n int, peer string) (took, lastSta
 		return 0, 0, 0, err
 	}
 	fmt.Println(took.Round(time.Millisecond))
-	if len(created.CPools) != 1 || created.CPools[0].State != "ready" || len(created.CPools[0].Members) != n {
+	if len(created.CPools) != 1 || created.CPools[0].State != "configured" || len(created.CPools[0].Members) != n {
 		return 0, 0, 0, fmt.Errorf("POST /cpool answered %+v, want one ready pool of %d", created.CPools, n)
 	}
 	cs, err := e.eng.List(ctx, cpool.LabelPool, id)

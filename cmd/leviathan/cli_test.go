@@ -241,7 +241,7 @@ func TestCLISession(t *testing.T) {
 		if !strings.Contains(stderr.String(), "cen/make cen2 cen3: done in ") {
 			t.Errorf("stderr: %q", stderr.String())
 		}
-		want := "ID    STATE  ERROR\ncen2  made   -\ncen3  made   -\n"
+		want := "ID    STATE       ERROR\ncen2  configured  -\ncen3  configured  -\n"
 		if out.String() != want {
 			t.Errorf("stdout:\n%s\nwant:\n%s", out.String(), want)
 		}

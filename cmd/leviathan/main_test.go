@@ -134,7 +134,7 @@ func TestDaemonSurvivesKill9(t *testing.T) {
 		}
 		var want []ktest.CEN
 		for _, c := range cens {
-			if c.State != "made" {
+			if c.State != "configured" {
 				t.Errorf("%s: state %q after restart", c.ID, c.State)
 			}
 			k := ktest.CEN{IfName: c.IfName, Made: true}
@@ -516,7 +516,7 @@ func TestShutdownDuringMake(t *testing.T) {
 	}
 	var want []ktest.CEN
 	for _, c := range cens {
-		k := ktest.CEN{IfName: c.IfName, Made: c.State == "made"}
+		k := ktest.CEN{IfName: c.IfName, Made: c.State == "configured" || c.State == "unconfigured"}
 		for _, m := range c.Members {
 			k.Members = append(k.Members, netfab.NetnsPath(prefix+m))
 		}

@@ -25,10 +25,10 @@ var kinds = []string{kindCEN, kindCIN, kindContainer, kindCPool}
 // first object gets there; a state not listed here is reported as it
 // comes.
 var states = map[string][]graph.State{
-	kindCEN:       {graph.StateDefined, graph.StateMade, graph.StateFailed},
-	kindCIN:       {graph.StateDefined, graph.StateMade, graph.StateFailed},
+	kindCEN:       {graph.StatePending, graph.StateRunning, graph.StateConfigured, graph.StateUnconfigured, graph.StateDeleting, graph.StateFailed},
+	kindCIN:       {graph.StatePending, graph.StateRunning, graph.StateConfigured, graph.StateDeleting, graph.StateFailed},
 	kindContainer: {graph.StateRunning, graph.StateStopped},
-	kindCPool:     {graph.StatePending, graph.StateReady, graph.StateFailed},
+	kindCPool:     {graph.StatePending, graph.StateConfigured, graph.StateFailed},
 }
 
 var runtimes = []string{graph.RuntimeNetns, graph.RuntimeNamed, graph.RuntimeDocker}
