@@ -106,10 +106,10 @@ func createNetnsHere(path string) (err error) {
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		return fmt.Errorf("create netns %s: unshare: %w", path, err)
 	}
-	self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-	if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("create netns %s: bind mount: %w", path, err)
-	}
+	// lo goes up before the mount: a namespace is at its path only once
+	// complete, since CreateNetns skips one that is there. A crash before
+	// the mount leaves nothing but the empty file, which the next
+	// CreateNetns mounts over.
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("create netns %s: netlink: %w", path, err)
@@ -117,6 +117,10 @@ func createNetnsHere(path string) (err error) {
 	defer h.Close()
 	if err := h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}); err != nil {
 		return fmt.Errorf("create netns %s: set lo up: %w", path, err)
+	}
+	self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+	if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("create netns %s: bind mount: %w", path, err)
 	}
 	return nil
 }

@@ -95,14 +95,43 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 }
 
 // Remove force-removes a container (stopping it first if it runs) with its
-// anonymous volumes. A container that is not there is not an error.
+// anonymous volumes. A container that is not there is not an error, and
+// neither is one that another request is removing already (a request of a
+// leviathan killed since, say): Remove waits for that removal, up to
+// removeWait, and tries again if it failed.
 func (e *Engine) Remove(ctx context.Context, id string) error {
-	err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err == nil || cerrdefs.IsNotFound(err) {
-		return nil
+	deadline := time.Now().Add(removeWait)
+	backoff := removeBackoffMin
+	for {
+		err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		// A forced removal conflicts only with a removal under way. The
+		// container's status does not tell: it shows "running" while
+		// that removal kills it.
+		if !cerrdefs.IsConflict(err) || time.Now().After(deadline) {
+			return wrap(err, nil, "remove docker container %q", id)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return wrap(err, nil, "remove docker container %q", id)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, removeBackoffMax)
 	}
-	return wrap(err, nil, "remove docker container %q", id)
 }
+
+// removeWait bounds how long Remove waits for another request's removal
+// of a container, asking again from removeBackoffMin doubling to
+// removeBackoffMax.
+const (
+	removeWait       = 30 * time.Second
+	removeBackoffMin = 10 * time.Millisecond
+	removeBackoffMax = 500 * time.Millisecond
+)
 
 // Logs returns the last n lines (all of them when n <= 0) of a container's
 // standard output and error, interleaved as the engine stored them, as

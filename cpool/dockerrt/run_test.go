@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -200,5 +202,30 @@ func TestRemove(t *testing.T) {
 	}
 	if _, err := e.Logs(context.Background(), c.ID, 10); !errors.Is(err, dockerrt.ErrNoContainer) {
 		t.Errorf("after Remove, Logs: %v, want ErrNoContainer", err)
+	}
+}
+
+// A container whose removal is under way (a request of a daemon killed
+// since, say) is removed as far as Remove is concerned: it waits for the
+// engine to finish instead of failing with the engine's conflict.
+func TestRemoveWhileRemoving(t *testing.T) {
+	e := dtest.Engine(t)
+	name := dtest.Name(t)
+	for i := range 3 {
+		c := run(t, e, dockerrt.RunSpec{Name: fmt.Sprintf("%s%d", name, i), Image: dtest.Image(t, e)})
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for j := range errs {
+			wg.Go(func() { errs[j] = e.Remove(context.Background(), c.ID) })
+		}
+		wg.Wait()
+		for j, err := range errs {
+			if err != nil {
+				t.Errorf("container %d, concurrent Remove #%d: %v", i, j+1, err)
+			}
+		}
+		if _, err := e.Lookup(context.Background(), c.ID); !errors.Is(err, dockerrt.ErrNoContainer) {
+			t.Errorf("after Remove, Lookup: %v, want ErrNoContainer", err)
+		}
 	}
 }
