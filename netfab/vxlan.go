@@ -121,10 +121,9 @@ func (f *Fabric) checkVXLAN(c *CEN) error {
 			err = unix.ENETUNREACH
 		}
 		if err != nil {
-			if errors.Is(err, unix.EINVAL) {
-				err = fmt.Errorf("%w (is %s an address of the fabric namespace?)", err, v.Local)
-			}
-			return fmt.Errorf("CEN %s: underlay route from %s to peer %s: %w", c.ID, v.Local, p, err)
+			// The kernel says "unreachable" for a source that is not
+			// local too.
+			return fmt.Errorf("CEN %s: underlay route from %s (an address of the fabric namespace) to peer %s: %w", c.ID, v.Local, p, err)
 		}
 		if v.MTU == 0 {
 			continue
