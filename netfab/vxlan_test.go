@@ -414,6 +414,30 @@ func TestVXLANAcrossHosts(t *testing.T) {
 		}
 	})
 
+	t.Run("a CEN that no longer spans hosts loses its device alone", func(t *testing.T) {
+		before := indexes(t, h[0], specs[0])
+		next := lab.spec(0)
+		next.VXLAN = nil
+		next.Plan = graph.WiringBridge // stopped members here keep it a bridge
+		if err := h[0].f.Apply(ctx, specs[0], next); err != nil {
+			t.Fatal(err)
+		}
+		after := indexes(t, h[0], next)
+		if _, ok := after[vx]; ok {
+			t.Error("the VXLAN device is still there")
+		}
+		delete(before, vx)
+		if !maps.Equal(before, after) {
+			t.Errorf("removing the device touched other links: %v -> %v", before, after)
+		}
+		if err := h[0].f.Apply(ctx, next, specs[0]); err != nil {
+			t.Fatal(err)
+		}
+		if !reach(t, 0, 1) {
+			t.Error("with its device back, host 1 does not reach host 2")
+		}
+	})
+
 	t.Run("reconcile removes a CEN no longer wanted", func(t *testing.T) {
 		rep, err := h[1].f.Reconcile(ctx, nil, []string{h[1].member})
 		if err != nil {
