@@ -26,6 +26,10 @@ type CEN struct {
 	// one end absent holds nothing until that end runs again.
 	Plan  graph.Wiring
 	Ports []Port
+	// VXLAN, when set, joins the CEN's bridge here to its bridges on
+	// other hosts. Such a CEN is a bridge on every host where it has a
+	// member that runs, whatever their number.
+	VXLAN *VXLANSpec
 }
 
 // Port is one member's attachment to a CEN.
@@ -45,6 +49,9 @@ type Port struct {
 func (c *CEN) Wiring() graph.Wiring {
 	if c == nil {
 		return graph.WiringNone
+	}
+	if c.VXLAN != nil && len(c.Ports) > 0 {
+		return graph.WiringBridge
 	}
 	if c.Plan != graph.WiringNone {
 		return c.Plan
@@ -68,6 +75,10 @@ func (e *MemberError) Unwrap() error { return e.Err }
 func (f *Fabric) Apply(ctx context.Context, prev, next *CEN) error {
 	pw, nw := prev.Wiring(), next.Wiring()
 	if pw == graph.WiringBridge && nw == graph.WiringBridge {
+		if onlyPeersDiffer(prev, next) {
+			// Hosts joined or left: the flood list, nothing else.
+			return f.applyPeers(ctx, next)
+		}
 		// Same bridge, ports added and removed.
 		return f.buildBridge(ctx, next)
 	}
@@ -187,6 +198,11 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 			u.run()
 		}
 	}()
+	if c.VXLAN != nil {
+		if err := f.checkVXLAN(c); err != nil {
+			return err
+		}
+	}
 	br, created, err := f.ensureBridge(c)
 	if err != nil {
 		return err
@@ -196,6 +212,9 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 		u.push(func() error { return f.c.delGroup(c.Group) })
 	} else if stray, err = f.c.ports(ctx, br); err != nil {
 		return fmt.Errorf("CEN %s: list ports: %w", c.ID, err)
+	}
+	if c.VXLAN != nil {
+		delete(stray, VXLANName(c.ID)) // buildVXLAN's
 	}
 	for _, p := range c.Ports {
 		if err := ctx.Err(); err != nil {
@@ -264,12 +283,23 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 			return fmt.Errorf("CEN %s: %w", c.ID, err)
 		}
 	}
+	if c.VXLAN != nil {
+		return f.buildVXLAN(ctx, c, br, created, &u)
+	}
 	return nil
+}
+
+// mtu is the MTU of the CEN's links, 0 for the kernel's default.
+func (c *CEN) mtu() int {
+	if c.VXLAN == nil {
+		return 0
+	}
+	return c.VXLAN.MTU
 }
 
 // ensureBridge creates c's bridge, or adopts it when it exists already.
 func (f *Fabric) ensureBridge(c *CEN) (index int, created bool, err error) {
-	err = f.c.addBridge(end{Name: c.Name, Group: c.Group, MAC: c.BridgeMAC, NsFd: -1})
+	err = f.c.addBridge(end{Name: c.Name, Group: c.Group, MAC: c.BridgeMAC, NsFd: -1, MTU: c.mtu()})
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return 0, false, fmt.Errorf("CEN %s: create bridge %q: %w", c.ID, c.Name, err)
 	}
@@ -300,8 +330,8 @@ func (f *Fabric) addPort(c *CEN, bridge int, p Port) (made bool, err error) {
 	for attempt := 0; ; attempt++ {
 		err := withNsFd(p.Netns, func(fd int) error {
 			return f.c.addVeth(
-				end{Name: c.Name, Group: c.Group, MAC: p.MAC, NsFd: fd},
-				end{Name: p.HostIf, Group: c.Group, NsFd: -1})
+				end{Name: c.Name, Group: c.Group, MAC: p.MAC, NsFd: fd, MTU: c.mtu()},
+				end{Name: p.HostIf, Group: c.Group, NsFd: -1, MTU: c.mtu()})
 		})
 		if err == nil {
 			if err := f.c.setUpMaster(p.HostIf, bridge); err != nil {

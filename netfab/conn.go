@@ -74,6 +74,7 @@ type end struct {
 	MAC    net.HardwareAddr // nil: the kernel picks one
 	NsFd   int              // -1: the conn's namespace
 	Master int              // ifindex of a bridge to enslave to, 0 for none
+	MTU    int              // 0: the kernel's default
 }
 
 // attrs adds the end's attributes through add.
@@ -88,6 +89,9 @@ func (e end) attrs(add func(typ int, data []byte)) {
 	}
 	if e.Master > 0 {
 		add(unix.IFLA_MASTER, nl.Uint32Attr(uint32(e.Master)))
+	}
+	if e.MTU > 0 {
+		add(unix.IFLA_MTU, nl.Uint32Attr(uint32(e.MTU)))
 	}
 }
 

@@ -45,6 +45,9 @@ func (f *Fabric) Reconcile(ctx context.Context, desired []*CEN, namespaces []str
 		case graph.WiringBridge:
 			groups[c.Group] = true
 			wanted(f.path, linkKey{c.Name, c.Group})
+			if c.VXLAN != nil {
+				wanted(f.path, linkKey{VXLANName(c.ID), c.Group})
+			}
 			for _, p := range c.Ports {
 				if p.TAP != nil {
 					wanted(f.path, linkKey{TAPPortName(p.HostIf), c.Group})
