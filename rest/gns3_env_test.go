@@ -87,7 +87,7 @@ func (e *gns3Env) start() {
 		Store:    e.store,
 		Fabric:   e.fab,
 		Bus:      bus,
-		Runtimes: []core.Runtime{e.mgr.Runtime(), &core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab}},
+		Runtimes: []core.Runtime{e.mgr.Runtime(), e.mgr.SwitchRuntime(), &core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +95,7 @@ func (e *gns3Env) start() {
 	if err := e.svc.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	e.mgr.UseCENs(e.svc)
 	e.ports = ports
 	e.opts.VMs = e.mgr
 	e.srv = httptest.NewServer(New(context.Background(), e.svc, e.opts))
