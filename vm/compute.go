@@ -141,7 +141,12 @@ func (m *Manager) CreateVPCSNode(ctx context.Context, pid string, spec NodeSpec)
 	if m.switchByID(spec.ID) != nil {
 		return NodeView{}, graph.Errorf(graph.ErrConflict, "node %q exists (a switch or hub)", spec.ID)
 	}
-	vs := VMSpec{ID: spec.ID, Name: *spec.Name, Type: VMTypeVPCS, StartupScript: spec.StartupScript}
+	vs := VMSpec{ID: spec.ID, Name: *spec.Name, Type: VMTypeVPCS}
+	if spec.StartupScript != nil {
+		// As GNS3 does: %h in a startup script is the node's name.
+		script := strings.ReplaceAll(*spec.StartupScript, "%h", *spec.Name)
+		vs.StartupScript = &script
+	}
 	if spec.Console != nil {
 		vs.Console = *spec.Console
 	}
