@@ -2,8 +2,9 @@
 // the /leviathan/monitor websocket protocol (CIN membership, for service
 // discovery) and the notification streams for operators and GNS3-style
 // clients (/v2/notifications, newline-delimited JSON, and its websocket
-// twin). Client is the other end of /leviathan/monitor, for the
-// command-line client.
+// twin), and a GNS3 2.2 compute's notification websocket (pings with CPU
+// and memory figures, node.updated). Client is the other end of
+// /leviathan/monitor, for the command-line client.
 //
 // Events are published after the change they describe is committed, in
 // commit order, each with the next sequence number. The publisher holds

@@ -40,6 +40,7 @@ type Server struct {
 	WriteTimeout time.Duration
 	nextID       atomic.Uint64
 	streams      [numStreams]streamCounters
+	compute      computeConns
 
 	// done is closed by Close: every stream ends, websockets with 1001.
 	done chan struct{}

@@ -149,7 +149,8 @@ type Relay struct {
 	eps       [2]atomic.Pointer[epRef] // current endpoint of each side
 	dirs      [2]*direction
 	suspended atomic.Bool
-	epoch     time.Time // delay queue times count from here
+	tap       atomic.Pointer[RelayTap] // a capture of what the relay carries
+	epoch     time.Time                // delay queue times count from here
 	stop      chan struct{}
 	wg        sync.WaitGroup // the delay goroutines
 }
@@ -171,6 +172,7 @@ func NewRelay(a, b Endpoint) *Relay {
 	for d := range r.dirs {
 		r.dirs[d] = &direction{
 			to:  &r.eps[1-d],
+			tap: &r.tap,
 			rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 			q:   delayQueue{wake: make(chan struct{}, 1)},
 		}
@@ -274,6 +276,9 @@ func (r *Relay) Close() error {
 	}
 	close(r.stop)
 	r.wg.Wait()
+	if t := r.tap.Load(); t != nil {
+		go t.Close() // its owner closes it too; this ends its recording
+	}
 	var errs []error
 	for s := range r.eps {
 		if ref := r.eps[s].Swap(nil); ref != nil {
@@ -338,6 +343,7 @@ type counters struct {
 // one such reader at a time.
 type direction struct {
 	to       *atomic.Pointer[epRef]
+	tap      *atomic.Pointer[RelayTap]
 	filters  atomic.Pointer[Filters]
 	c        counters
 	rng      *rand.Rand
@@ -371,6 +377,9 @@ func (d *direction) stats() RelayStats {
 func (d *direction) write(b *batch, frames [][]byte) {
 	if len(frames) == 0 {
 		return
+	}
+	if t := d.tap.Load(); t != nil {
+		t.record(frames)
 	}
 	ref := d.to.Load()
 	if ref == nil {

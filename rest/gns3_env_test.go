@@ -87,7 +87,7 @@ func (e *gns3Env) start() {
 		Store:    e.store,
 		Fabric:   e.fab,
 		Bus:      bus,
-		Runtimes: []core.Runtime{e.mgr.Runtime(), &core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab}},
+		Runtimes: []core.Runtime{e.mgr.Runtime(), e.mgr.SwitchRuntime(), &core.NetnsRuntime{Prefix: e.prefix, Fabric: fabName, NS: e.fab}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +95,7 @@ func (e *gns3Env) start() {
 	if err := e.svc.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	e.mgr.UseCENs(e.svc)
 	e.ports = ports
 	e.opts.VMs = e.mgr
 	e.srv = httptest.NewServer(New(context.Background(), e.svc, e.opts))
@@ -162,20 +163,28 @@ func waitGone(t *testing.T, pid int) {
 
 // console is a telnet-style client of a VM's console over real TCP.
 type console struct {
-	t   *testing.T
-	c   net.Conn
-	out bytes.Buffer // everything read, telnet commands and CRs removed
+	t      *testing.T
+	c      net.Conn
+	out    bytes.Buffer // everything read, telnet commands and CRs removed
+	prompt string       // "VPCS> ", or the pcname's
 }
 
 func dialConsole(t *testing.T, port int) *console {
+	t.Helper()
+	return dialConsolePrompt(t, port, "VPCS> ")
+}
+
+// dialConsolePrompt dials a console whose prompt is not VPCS's own (a
+// startup script set pcname).
+func dialConsolePrompt(t *testing.T, port int, prompt string) *console {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	k := &console{t: t, c: c}
-	k.waitFor(0, "VPCS> ")
+	k := &console{t: t, c: c, prompt: prompt}
+	k.waitFor(0, prompt)
 	return k
 }
 
@@ -220,8 +229,8 @@ func (k *console) run(cmd string) string {
 	}
 	out := k.waitFor(from, cmd+"\n")
 	start := strings.Index(out, cmd+"\n") + len(cmd) + 1
-	out = k.waitFor(from+start, "VPCS> ")
-	return strings.TrimSuffix(out, "VPCS> ")
+	out = k.waitFor(from+start, k.prompt)
+	return strings.TrimSuffix(out, k.prompt)
 }
 
 var pingTime = regexp.MustCompile(`icmp_seq=\d+ ttl=\d+ time=([0-9.]+) ms`)

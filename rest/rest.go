@@ -50,6 +50,9 @@ type Options struct {
 	Pools *cpool.Manager
 	// VMs serves the GNS3-style API; without it those routes answer 503.
 	VMs *vm.Manager
+	// GNS3Version is the version GET /v2/compute/capabilities reports
+	// (DefaultGNS3Version when empty).
+	GNS3Version string
 	// Metrics serves /metrics (the server's own when nil): the same one
 	// core and the fabric record into (core.Options.Metrics,
 	// Metrics.Fabric).
@@ -70,6 +73,8 @@ type Server struct {
 	mon    *monitor.Server
 	pools  *cpool.Manager
 	vmm    *vm.Manager
+	// gns3Version is what the GNS3 2.2 compute API reports.
+	gns3Version string
 	// inflight tracks requests being served, for Close (lifecycle.go).
 	inflight inflight
 }
@@ -88,7 +93,10 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{svc: svc, log: o.Log, opCtx: ctx, pools: o.Pools, vmm: o.VMs}
+	if o.GNS3Version == "" {
+		o.GNS3Version = DefaultGNS3Version
+	}
+	s := &Server{svc: svc, log: o.Log, opCtx: ctx, pools: o.Pools, vmm: o.VMs, gns3Version: o.GNS3Version}
 	e := gin.New()
 	// No redirects and no path cleaning: a trailing slash or an encoded
 	// '/' is never silently turned into another resource or ID.
@@ -124,6 +132,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	s.exportRoutes()
 	s.labToolRoutes()
 	s.gns3Routes()
+	s.computeRoutes()
 	s.stream(http.MethodGet, "/leviathan/monitor", s.mon.ServeMonitor)
 	s.stream(http.MethodGet, "/v2/notifications", s.mon.ServeNotifications)
 	s.stream(http.MethodGet, "/v2/notifications/ws", s.mon.ServeNotificationsWS)

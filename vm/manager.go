@@ -59,7 +59,14 @@ type Manager struct {
 	nodes    map[string]*node    // by VM ID; guarded by mu
 	udpUse   map[int]string      // UDP port → the VM that binds it (vpcs, relay or NIO); guarded by mu
 	macs     map[int]string      // MAC byte → VM ID; guarded by mu
-	wg       sync.WaitGroup      // exit handlers under way
+	captures map[string]*capture // by node/adapter/port; guarded by mu
+	// switches are the GNS3 switches and hubs (switch.go), by node ID;
+	// swLinks their ports with a NIO, by member ID. Guarded by mu.
+	switches map[string]*swNode
+	swLinks  map[string]*swLink
+	// cens is core, for switches' CENs (set by UseCENs); guarded by mu.
+	cens CENs
+	wg   sync.WaitGroup // exit handlers under way
 }
 
 // project serializes the changes of a project's membership: creating
@@ -287,6 +294,7 @@ func (m *Manager) Close() {
 		})
 	}
 	wg.Wait()
+	m.closeSwitches()
 	m.wg.Wait()
 }
 
@@ -315,8 +323,14 @@ func (m *Manager) checkBinary() (string, error) {
 }
 
 // publish announces a VM's change.
+// A start or stop is also a GNS3 2.2 node.updated, for a controller;
+// n.lock is held.
 func (m *Manager) publish(a monitor.Action, n *node) {
-	m.cfg.Bus.Publish(monitor.Event{Action: a, Data: n.event()})
+	evs := []monitor.Event{{Action: a, Data: n.event()}}
+	if a == monitor.ActionVMStarted || a == monitor.ActionVMStopped {
+		evs = append(evs, monitor.Event{Action: monitor.ActionNodeUpdated, Data: n.nodeEvent()})
+	}
+	m.cfg.Bus.Publish(evs...)
 }
 
 func (m *Manager) publishLog(a monitor.Action, msg string) {

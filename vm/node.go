@@ -307,7 +307,7 @@ func (m *Manager) DeleteVM(ctx context.Context, pid, vmID string) error {
 		return err
 	}
 	defer unlock(n.lock)
-	return m.deleteLocked(n)
+	return m.deleteLocked(n, false)
 }
 
 // startLocked runs vpcs with its console; n.lock is held.
@@ -371,8 +371,9 @@ func (m *Manager) stopLocked(n *node) error {
 	return err
 }
 
-// deleteLocked removes the VM; n.lock is held.
-func (m *Manager) deleteLocked(n *node) error {
+// deleteLocked removes the VM, and its directory unless keepDir; n.lock
+// is held.
+func (m *Manager) deleteLocked(n *node, keepDir bool) error {
 	if n.vpcs != nil {
 		if err := m.stopLocked(n); err != nil {
 			m.log.Warn("stop VM being deleted", "vm", n.rec.ID, "err", err)
@@ -400,8 +401,11 @@ func (m *Manager) deleteLocked(n *node) error {
 		m.cfg.Ports.Free(p)
 		m.mu.Unlock()
 	}
-	if err := os.RemoveAll(n.dir); err != nil {
-		m.log.Warn("remove VM directory", "vm", r.ID, "err", err)
+	m.stopCapturesOf(r.ID)
+	if !keepDir {
+		if err := os.RemoveAll(n.dir); err != nil {
+			m.log.Warn("remove VM directory", "vm", r.ID, "err", err)
+		}
 	}
 	m.publish(monitor.ActionVMDeleted, n)
 	return nil

@@ -115,18 +115,27 @@ func (m *Manager) lockProject(ctx context.Context, id string) (*project, error) 
 // DeleteProject stops and deletes the project's VMs (each announced with
 // vm.deleted), lets go of every port it holds and removes its directory.
 func (m *Manager) DeleteProject(ctx context.Context, id string) error {
+	return m.removeProject(ctx, id, false)
+}
+
+// removeProject deletes a project, its switches and VMs, keeping its
+// directory with keepFiles (a closed GNS3 project keeps its files).
+func (m *Manager) removeProject(ctx context.Context, id string, keepFiles bool) error {
 	p, err := m.lockProject(ctx, id)
 	if err != nil {
 		return err
 	}
 	defer unlock(p.lock)
+	if err := m.deleteSwitchesOf(ctx, id); err != nil {
+		return err
+	}
 	var errs []error
 	for _, n := range m.sortedNodes(func(n *node) bool { return n.project == id }) {
 		if err := lock(ctx, n.lock); err != nil {
 			return err
 		}
 		if !n.gone {
-			errs = append(errs, m.deleteLocked(n))
+			errs = append(errs, m.deleteLocked(n, keepFiles))
 		}
 		unlock(n.lock)
 	}
@@ -141,7 +150,10 @@ func (m *Manager) DeleteProject(ctx context.Context, id string) error {
 	delete(m.projects, id)
 	m.mu.Unlock()
 	freed := m.cfg.Ports.Release(id)
-	m.log.Info("project deleted", "project", id, "ports", len(freed))
+	m.log.Info("project deleted", "project", id, "ports", len(freed), "files_kept", keepFiles)
+	if keepFiles {
+		return nil
+	}
 	if err := os.RemoveAll(m.projectDir(id)); err != nil {
 		m.log.Warn("remove project directory", "project", id, "err", err)
 	}

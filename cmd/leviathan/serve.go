@@ -47,6 +47,7 @@ type serveConfig struct {
 	docker      bool
 	udpPorts    string
 	consolePort string
+	gns3Version string
 }
 
 const serveLong = `Run the daemon in the foreground: reconcile the kernel with the store, then
@@ -91,6 +92,7 @@ func serveCmd() *cobra.Command {
 	f.BoolVar(&cfg.docker, "docker", true, "use the Docker engine that DOCKER_HOST (default unix:///var/run/docker.sock) names, when it answers: Docker containers as members, and CPools")
 	f.StringVar(&cfg.udpPorts, "udp-ports", vm.DefaultUDPRange.String(), "LO-HI: UDP ports of emulated VMs' tunnels (NIOs)")
 	f.StringVar(&cfg.consolePort, "console-ports", vm.DefaultConsoleRange.String(), "LO-HI: TCP ports of emulated VMs' consoles, on 127.0.0.1")
+	f.StringVar(&cfg.gns3Version, "gns3-version", rest.DefaultGNS3Version, "GNS3 version the compute API (/v2/compute) reports: a GNS3 controller accepts only a compute of its own version")
 	cmd.MarkFlagsMutuallyExclusive("auth", "auth-file")
 	// The client's global flags mean nothing to the daemon: keep them
 	// out of its help.
@@ -263,7 +265,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, pool cin.Pool, listeners []
 		CINPool:     pool,
 		Docker:      cfg.docker,
 		VMs:         vms,
-		Rest:        rest.Options{Auth: cfg.auth},
+		Rest:        rest.Options{Auth: cfg.auth, GNS3Version: cfg.gns3Version},
 		Log:         log,
 	})
 	if err != nil {

@@ -104,7 +104,8 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.VMs, err = openVMs(ctx, cfg, d, bus); err != nil {
 		return nil, err
 	}
-	runtimes = append(runtimes, d.VMs.Runtime())
+	// GNS3 switch ports (vm/switch.go) are TAP members of switches' CENs.
+	runtimes = append(runtimes, d.VMs.Runtime(), d.VMs.SwitchRuntime())
 	runtimes = append(runtimes, &core.NetnsRuntime{Prefix: cfg.NetnsPrefix, Fabric: cfg.FabricNetns, NS: d.Fabric})
 	// Core records its batches and calls the kernel through a fabric that
 	// counts, into the registry /metrics serves; the reconcile below is
@@ -129,6 +130,7 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.Service.Reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("reconcile: %w", err)
 	}
+	d.VMs.UseCENs(d.Service) // a GNS3 switch is CENs
 	// Changes and jobs run under the daemon's lifetime, not a request's.
 	opCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
