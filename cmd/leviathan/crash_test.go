@@ -383,7 +383,7 @@ func (r *crashRig) census() string {
 	made := func(states []graph.State) int {
 		n := 0
 		for _, s := range states {
-			if s == graph.StateMade {
+			if s == graph.StateConfigured {
 				n++
 			}
 		}
@@ -436,7 +436,7 @@ func (r *crashRig) checkMade(golden map[string]nsState, rng *rand.Rand) {
 	var want []ktest.CEN
 	bridge := map[string]bool{}
 	for _, c := range cens {
-		if c.State != graph.StateMade {
+		if c.State != graph.StateConfigured {
 			t.Errorf("CEN %s: %s %s, want made", c.ID, c.State, c.Error)
 		}
 		k := ktest.CEN{IfName: c.IfName, Made: true}
@@ -456,7 +456,7 @@ func (r *crashRig) checkMade(golden map[string]nsState, rng *rand.Rand) {
 		wantInet[ns] = map[string][]string{}
 	}
 	for _, c := range cins {
-		if c.State != graph.StateMade {
+		if c.State != graph.StateConfigured {
 			t.Errorf("CIN %s: %s %s, want made", c.ID, c.State, c.Error)
 		}
 		for _, m := range c.Members {
@@ -536,7 +536,7 @@ func (r *crashRig) checkDestroyed(cens bool) {
 	var cins []core.CINView
 	r.must("GET", "/cin", "", &cins)
 	for _, c := range cins {
-		if c.State != graph.StateDefined {
+		if c.State != graph.StatePending {
 			t.Errorf("CIN %s: %s %s after destroy", c.ID, c.State, c.Error)
 		}
 	}
@@ -544,7 +544,7 @@ func (r *crashRig) checkDestroyed(cens bool) {
 	r.must("GET", "/cen", "", &cv)
 	var want []ktest.CEN
 	for _, c := range cv {
-		if made := c.State == graph.StateMade; made == cens {
+		if made := c.State == graph.StateConfigured; made == cens {
 			t.Errorf("CEN %s: %s %s", c.ID, c.State, c.Error)
 		}
 		k := ktest.CEN{IfName: c.IfName, Made: !cens}
@@ -857,7 +857,7 @@ func (r *crashRig) checkPool(eng *dockerrt.Engine, pool string, size int) {
 	} else {
 		var v cpool.View
 		r.must("GET", "/cpool/"+pool, "", &v)
-		if v.State != graph.StateReady {
+		if v.State != graph.StateConfigured {
 			t.Errorf("pool %s: %s %s, want ready", pool, v.State, v.Error)
 		}
 		members = slices.Sorted(slices.Values(v.Members))
@@ -868,7 +868,7 @@ func (r *crashRig) checkPool(eng *dockerrt.Engine, pool string, size int) {
 
 	var c core.CENView
 	r.must("GET", "/cen/pc", "", &c)
-	k := ktest.CEN{IfName: c.IfName, Made: c.State == graph.StateMade}
+	k := ktest.CEN{IfName: c.IfName, Made: c.State == graph.StateConfigured}
 	var addrs []string
 	for _, m := range c.Members {
 		var v core.ContainerView
