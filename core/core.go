@@ -64,6 +64,7 @@ type Service struct {
 	jobs     jobs
 	bus      *monitor.Bus
 	metrics  Metrics
+	oplog    *oplog
 	// evMu is held across each event-producing commit and its publish,
 	// and across CIN snapshots: see commit.
 	evMu sync.Mutex
@@ -93,7 +94,7 @@ func New(o Options) (*Service, error) {
 	if o.Metrics != nil {
 		metrics = o.Metrics
 	}
-	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, bus: bus, metrics: metrics, log: log}, nil
+	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, bus: bus, metrics: metrics, log: log, oplog: newOplog(o.Store, bus)}, nil
 }
 
 func (s *Service) checkHost(host string) error {

@@ -123,4 +123,8 @@ func (s *Service) GetJob(id string) (Job, error) {
 }
 
 // Wait waits for running jobs to end (their context ends them early).
-func (s *Service) Wait() { s.jobs.wg.Wait() }
+// The operation logs' last entries are written to the store then.
+func (s *Service) Wait() {
+	s.jobs.wg.Wait()
+	s.oplog.flush()
+}

@@ -244,8 +244,11 @@ const (
 	bucketCPools     = "cpools"
 )
 
+// BucketOplog holds the objects' operation logs (core's), by object key.
+const BucketOplog = "oplog"
+
 // Buckets lists every bucket a Store must hold.
-var Buckets = []string{bucketCENs, bucketContainers, bucketCINs, bucketCPools, bucketProjects, bucketVMs}
+var Buckets = []string{bucketCENs, bucketContainers, bucketCINs, bucketCPools, bucketProjects, bucketVMs, BucketOplog}
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 
@@ -264,7 +267,7 @@ func ValidateID(kind, id string) error {
 // or CPool named so could be created (PUT /cen/import) and then not be
 // reached (GET /cen/import is not it), so these are not IDs of objects.
 // The rest package's tests derive the list from its routes and check it.
-var RouteWords = []string{"import", "make", "destroy"}
+var RouteWords = []string{"import", "make", "destroy", "log", "link", "pcap"}
 
 // ValidateObjectID checks the ID of a new CEN, CIN or CPool: a valid ID
 // that is none of RouteWords.

@@ -115,10 +115,19 @@ type PingEvent struct {
 
 // Bus fans committed events out to subscribers.
 type Bus struct {
-	mu      sync.Mutex // guards seq, subs and dropped
-	seq     uint64
-	subs    map[*Sub]struct{}
-	dropped uint64 // subscribers dropped because their queue was full
+	mu        sync.Mutex // guards seq, subs, dropped and observers
+	seq       uint64
+	subs      map[*Sub]struct{}
+	dropped   uint64 // subscribers dropped because their queue was full
+	observers []func([]Event)
+}
+
+// Observe registers fn to see every batch of events as it is published,
+// in order, synchronously: fn must be quick and must not publish.
+func (b *Bus) Observe(fn func([]Event)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.observers = append(b.observers, fn)
 }
 
 // Sub is one subscriber's bounded queue.
@@ -143,6 +152,9 @@ func (b *Bus) Publish(evs ...Event) {
 	for i := range evs {
 		b.seq++
 		evs[i].Seq = b.seq
+	}
+	for _, fn := range b.observers {
+		fn(evs)
 	}
 	for s := range b.subs {
 	send:

@@ -670,3 +670,48 @@ func TestExportImportRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// Every object has an operation log: what was done, when, and what
+// failed; it is kept in the store.
+func TestOperationLog(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.must(200, "POST", "/cen/import", `{"cenList":[{"cenID":"lg","containerIDs":["a","b","c"]}]}`, nil)
+	e.must(200, "PUT", "/host/host1/c", "", nil)
+	ktest.IP(t, "-n", e.prefix+"c", "link", "add", "lg", "type", "bridge") // a foreign interface: the make fails
+	e.do("POST", "/cen/make", `["lg"]`)
+	ktest.IP(t, "-n", e.prefix+"c", "link", "del", "lg")
+	e.must(200, "POST", "/cen/make", `["lg"]`, nil)
+	e.must(200, "PUT", "/host/host1/d/lg", "", nil)
+	logOf := func(path string) []core.LogEntry {
+		var l []core.LogEntry
+		e.must(200, "GET", path, "", &l)
+		return l
+	}
+	actions := func(l []core.LogEntry) []string {
+		var out []string
+		for _, x := range l {
+			out = append(out, x.Action)
+		}
+		return out
+	}
+	check := func(t *testing.T) {
+		l := logOf("/cen/lg/log")
+		if got := actions(l); !slices.Equal(got, []string{"cen.failed", "cen.made", "container.joined"}) {
+			t.Errorf("CEN log actions %v", got)
+		}
+		if len(l) > 0 && (l[0].State != "failed" || !strings.Contains(l[0].Error, "member c")) {
+			t.Errorf("the failure's entry: %+v", l[0])
+		}
+		if got := actions(logOf("/host/host1/d/log")); !slices.Equal(got, []string{"container.joined"}) {
+			t.Errorf("container log actions %v", got)
+		}
+	}
+	t.Run("as it happens", check)
+	time.Sleep(time.Second) // past the flush
+	e.restart()
+	t.Run("after a restart", check)
+	if l := logOf("/cen/nosuch/log"); len(l) != 0 {
+		t.Errorf("log of an unknown CEN: %+v", l)
+	}
+	e.must(400, "GET", "/cen/-bad/log", "", nil)
+}

@@ -130,6 +130,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	s.leviathanRoutes()
 	s.cpoolRoutes()
 	s.exportRoutes()
+	s.logRoutes()
 	s.labToolRoutes()
 	s.gns3Routes()
 	s.computeRoutes()
