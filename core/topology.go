@@ -15,6 +15,7 @@ const (
 	NodeContainer = "container"
 	NodeCEN       = "cen"
 	NodeCIN       = "cin"
+	NodeCPool     = "cpool"
 )
 
 // Topology is the fabric as a graph: hosts, containers, CENs and CINs as
@@ -45,6 +46,10 @@ type TopoNode struct {
 	// CINs.
 	Prefix string   `json:"prefix,omitempty"`
 	CENs   []string `json:"cenIDs,omitempty"`
+	// Pools: their image and size; a pool's containers name it.
+	Image     string `json:"type,omitempty"`
+	StartWith *int   `json:"start_with,omitempty"`
+	CPool     string `json:"cpoolID,omitempty"`
 }
 
 // TopoLink is a container's membership of a CEN. Interface, MAC and
@@ -101,6 +106,20 @@ func (s *Service) Topology(ctx context.Context) (Topology, error) {
 	}
 
 	t.Nodes = append(t.Nodes, TopoNode{ID: NodeID(NodeHost, s.host), Kind: NodeHost, Label: s.host, State: "running"})
+	pools := map[string]bool{}
+	if err := s.store.View(func(tx graph.Tx) error {
+		ps, err := graph.ListCPools(tx)
+		for _, p := range ps {
+			pools[p.ID] = true
+			t.Nodes = append(t.Nodes, TopoNode{
+				ID: NodeID(NodeCPool, p.ID), Kind: NodeCPool, Label: p.ID, State: string(p.State), Error: p.Error,
+				Image: p.Image, StartWith: &p.StartWith,
+			})
+		}
+		return err
+	}); err != nil {
+		return t, err
+	}
 	cinOf := map[string]string{}
 	for _, c := range cins {
 		for _, id := range c.CENs {
@@ -127,10 +146,14 @@ func (s *Service) Topology(ctx context.Context) (Topology, error) {
 	}
 	for _, c := range ctrs {
 		cid := containerNodeID(c.Host, c.ID)
-		t.Nodes = append(t.Nodes, TopoNode{
+		n := TopoNode{
 			ID: cid, Kind: NodeContainer, Label: c.ID, State: string(c.State), Error: c.Error,
 			Parent: NodeID(NodeHost, c.Host), Host: c.Host, Runtime: c.Runtime, Netns: c.Netns, Tag: c.Tag,
-		})
+		}
+		if c.Tag != nil && pools[*c.Tag] && c.Runtime == graph.RuntimeDocker {
+			n.CPool = *c.Tag // a pool's containers carry its ID as their tag
+		}
+		t.Nodes = append(t.Nodes, n)
 		ifs := map[string]InterfaceView{}
 		for _, iv := range c.Interfaces {
 			ifs[iv.CEN] = iv

@@ -303,6 +303,23 @@ func TestCPool(t *testing.T) {
 			}
 		}
 	})
+	t.Run("in the topology", func(t *testing.T) {
+		e := e.in(t)
+		var topo core.Topology
+		e.must(200, "GET", "/topology", "", &topo)
+		pools, members := 0, 0
+		for _, n := range topo.Nodes {
+			if n.Kind == core.NodeCPool && n.ID == core.NodeID(core.NodeCPool, p1) && n.Image == image {
+				pools++
+			}
+			if n.Kind == core.NodeContainer && n.CPool == p1 {
+				members++
+			}
+		}
+		if pools != 1 || members != 3 {
+			t.Errorf("topology: %d pool nodes, %d members, want 1 and 3", pools, members)
+		}
+	})
 	t.Run("tag watches a pool", func(t *testing.T) {
 		e := e.in(t)
 		w := e.monitor()

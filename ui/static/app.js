@@ -10,7 +10,7 @@
   const origin = location.origin;
   const wsURL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/v2/notifications/ws';
   const $ = (id) => document.getElementById(id);
-  const kindOrder = { host: 0, cin: 1, cen: 2, container: 3 };
+  const kindOrder = { host: 0, cin: 1, cen: 2, cpool: 3, container: 4 };
   const colours = { configured: '#2e8b57', running: '#2e8b57', unconfigured: '#e07b00', pending: '#d4a017', deleting: '#d4a017', stopped: '#8a8a8a', off: '#8a8a8a', failed: '#d0342c', unknown: '#d0342c' };
 
   let topo = { nodes: [], links: [] };
