@@ -357,6 +357,7 @@ func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) 
 	return s.cenBatch(ctx, ids, OpMake, graph.StateConfigured, func(cs []*graph.CEN, specs []*netfab.CEN) []error {
 		errs := make([]error, len(cs))
 		for i := range cs {
+			Progress(ctx, i, len(cs))
 			if errs[i] = s.fab.Apply(ctx, nil, specs[i]); errs[i] != nil {
 				// Apply undid what it created, but a CEN made before
 				// keeps what it had: a failed CEN holds nothing.

@@ -489,6 +489,7 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 	before := make([][]addrEntry, len(worlds))
 	var failed []error
 	for i, w := range worlds {
+		Progress(ctx, i, len(worlds))
 		before[i] = cinAddresses(w)
 		results[i] = Result{CIN: w.cin.ID, State: okState}
 		if err := do(w); err != nil {

@@ -28,6 +28,24 @@ type Job struct {
 	Finished time.Time `json:"finished,omitzero"`
 	Results  []Result  `json:"results"`
 	Error    string    `json:"error,omitempty"`
+	// Done of Total objects are through (Total 0 until the work knows).
+	Done  int `json:"done"`
+	Total int `json:"total"`
+}
+
+type progressKey struct{}
+
+// withProgress returns ctx carrying fn, which work calls as it goes.
+func withProgress(ctx context.Context, fn func(done, total int)) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+// Progress tells the job running under ctx, if any, that done of total
+// objects are through.
+func Progress(ctx context.Context, done, total int) {
+	if fn, ok := ctx.Value(progressKey{}).(func(int, int)); ok {
+		fn(done, total)
+	}
 }
 
 const maxJobs = 1000
@@ -94,6 +112,11 @@ func (s *Service) StartFunc(ctx context.Context, op string, ids []string, fn fun
 	s.jobs.mu.Unlock()
 
 	s.jobs.wg.Add(1)
+	ctx = withProgress(ctx, func(done, total int) {
+		s.jobs.mu.Lock()
+		j.Done, j.Total = done, total
+		s.jobs.mu.Unlock()
+	})
 	go func() {
 		defer s.jobs.wg.Done()
 		res, err := fn(ctx, ids)
@@ -104,6 +127,10 @@ func (s *Service) StartFunc(ctx context.Context, op string, ids []string, fn fun
 			j.Results = res
 		}
 		j.State = JobDone
+		if j.Total == 0 {
+			j.Total = len(ids)
+		}
+		j.Done = j.Total
 		if err != nil {
 			j.State, j.Error = JobFailed, err.Error()
 		}

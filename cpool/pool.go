@@ -97,6 +97,7 @@ func (m *Manager) Create(ctx context.Context, specs []Spec) ([]View, error) {
 	views := make([]View, len(pools))
 	var errs []error
 	for i, p := range pools {
+		core.Progress(ctx, i, len(pools))
 		v, err := m.syncPool(ctx, p.ID)
 		views[i] = v
 		if err != nil {

@@ -424,10 +424,13 @@ func TestAsyncMake(t *testing.T) {
 	e.must(202, "POST", "/cen/make?async=true", allCENs, &j)
 	deadline := time.Now().Add(30 * time.Second)
 	for j.State == core.JobRunning && time.Now().Before(deadline) {
+		if j.Done > j.Total || j.Total != 0 && j.Total != 5 {
+			t.Errorf("progress %d/%d", j.Done, j.Total)
+		}
 		time.Sleep(20 * time.Millisecond)
 		e.must(200, "GET", "/jobs/"+j.ID, "", &j)
 	}
-	if j.State != core.JobDone || len(j.Results) != 5 {
+	if j.State != core.JobDone || len(j.Results) != 5 || j.Done != 5 || j.Total != 5 {
 		t.Fatalf("job: %+v", j)
 	}
 	e.check()

@@ -69,7 +69,13 @@ func (c *cli) runJob(ctx context.Context, a *api, path string, body io.Reader, w
 	t := time.NewTicker(150 * time.Millisecond)
 	defer t.Stop()
 	for i := 0; j.State == core.JobRunning; i++ {
-		fmt.Fprintf(c.err, "\r\033[K%c %s  %.1fs", frames[i%len(frames)], what, time.Since(start).Seconds())
+		if j.Total > 0 {
+			const width = 20
+			n := width * j.Done / j.Total
+			fmt.Fprintf(c.err, "\r\033[K[%s%s] %d/%d %s  %.1fs", strings.Repeat("#", n), strings.Repeat(" ", width-n), j.Done, j.Total, what, time.Since(start).Seconds())
+		} else {
+			fmt.Fprintf(c.err, "\r\033[K%c %s  %.1fs", frames[i%len(frames)], what, time.Since(start).Seconds())
+		}
 		select {
 		case <-ctx.Done():
 			fmt.Fprint(c.err, "\r\033[K")
