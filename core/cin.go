@@ -169,7 +169,7 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 			}
 			ns := w.ctrs[m].Netns
 			if ns == "" {
-				continue // a TAP member: its runtime sets its address (tapAddresses)
+				continue // a TAP member: its runtime sets its address (syncTAPAddresses)
 			}
 			addr := netfab.Address{Member: m.Container, Netns: ns, IfName: n.IfName, Addr: netip.PrefixFrom(netip.MustParseAddr(a), subnet.Bits())}
 			if i, ok := routed[ns]; !ok || (!s.Addresses[i].Via.IsValid() && gw.IsValid()) {

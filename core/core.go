@@ -189,7 +189,7 @@ func (s *Service) spec(c *graph.CEN, ctrs map[graph.Member]*graph.Container) *ne
 }
 
 // withMembers returns a copy of c with members ms.
-// with members ms: a member that left takes its link settings along.
+// A member that left takes its link settings along.
 func withMembers(c *graph.CEN, ms []graph.Member) *graph.CEN {
 	n := *c
 	n.Members = ms

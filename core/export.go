@@ -72,8 +72,8 @@ func orEmpty[T any](s []T) []T {
 // defined, not made: a make then rebuilds the same kernel state, with
 // the same interface names, MACs and addresses. Objects of another host
 // ID are moved to this server's. Containers are found again by their
-// runtimes (a namespace leviathan owns is made anew); pools launch their
-// containers as soon as they are recorded.
+// runtimes (a namespace leviathan owns is made anew); pools are recorded
+// pending, and the pool manager launches their containers.
 func (s *Service) Import(ctx context.Context, x Export) (ImportResult, error) {
 	var res ImportResult
 	if x.Format != ExportFormat || x.Version != ExportVersion {

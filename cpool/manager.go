@@ -123,6 +123,16 @@ func (m *Manager) Close() {
 	}
 }
 
+// Resync asks the loop for a full pass over every pool and Docker member
+// now (after an import recorded pools, say), without waiting for the
+// periodic one.
+func (m *Manager) Resync() {
+	m.mu.Lock()
+	m.all = true
+	m.mu.Unlock()
+	m.poke()
+}
+
 // onEvent queues what an engine event asks to look at. It never blocks
 // the event stream: the worker takes the queue as a whole.
 func (m *Manager) onEvent(e dockerrt.Event) {

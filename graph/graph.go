@@ -5,11 +5,13 @@
 // Every change is one Store transaction: a caller reads what it needs and
 // writes what it changes inside one Update, so a crash leaves either all of
 // a change or none of it. The typed helpers in this package (GetCEN,
-// PutContainer, ...) are the only code that knows how objects are encoded.
+// PutContainer, ...) are the only code that knows how objects are encoded
+// (core's operation logs, in BucketOplog, are core's own).
 //
 // Every committed change has a store revision, and a Watch delivers the
-// changes after a revision in order: several API servers sharing an etcd
-// store learn from it what the others committed. The embedded BoltStore
+// changes after a revision in order, so that API servers sharing an etcd
+// store can learn what the others committed (the daemon does not use it
+// yet: it runs on the embedded store). The embedded BoltStore
 // and the EtcdStore are the only code that imports their databases.
 //
 // Threading: a Store is safe for concurrent use; a Tx belongs to the

@@ -28,6 +28,9 @@ func (s *Server) exportRoutes() {
 			return 0, nil, graph.Errorf(graph.ErrInvalid, "import: trailing data after the document")
 		}
 		res, err := s.svc.Import(s.opCtx, x)
+		if err == nil && res.CPools > 0 && s.pools != nil {
+			s.pools.Resync() // their containers are launched now
+		}
 		return http.StatusCreated, res, err
 	})
 }

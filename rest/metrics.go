@@ -23,6 +23,11 @@ func (s *Server) metricsRoutes(m *metrics.Metrics) {
 	if err := m.CollectMonitor(s.mon); err != nil {
 		s.log.Warn("metrics", "err", err)
 	}
+	if s.vmm != nil {
+		if err := m.CollectVMs(s.vmm); err != nil {
+			s.log.Warn("metrics", "err", err)
+		}
+	}
 	s.routes = append(s.routes, Route{http.MethodGet, "/metrics"})
 	s.engine.Handle(http.MethodGet, "/metrics", gin.WrapH(m.Handler()))
 }

@@ -417,3 +417,15 @@ func (m *Manager) sortedNodes(keep func(*node) bool) []*node {
 	slices.SortFunc(out, func(a, b *node) int { return strings.Compare(a.id, b.id) })
 	return out
 }
+
+// VMsByStatus counts the VMs by status ("started", "stopped"), for
+// metrics.
+func (m *Manager) VMsByStatus() map[string]int {
+	out := map[string]int{graph.VMStarted: 0, graph.VMStopped: 0}
+	for _, n := range m.sortedNodes(func(*node) bool { return true }) {
+		if v := n.view.Load(); v != nil {
+			out[v.Status]++
+		}
+	}
+	return out
+}

@@ -687,23 +687,14 @@ func (l *swLink) detachTAP() {
 	l.tap = nil
 }
 
-// SetImpairment implements netfab.TAPPort: a CEN link's settings, which
-// a NIO's filters take precedence over.
+// SetImpairment implements netfab.TAPPort: a CEN link's settings (nil
+// clears them), merged with the NIO's as apply does: the NIO's filters
+// take precedence, and either may suspend the link.
 func (l *swLink) SetImpairment(i *netfab.Impairment) error {
 	l.mu.Lock()
 	l.impair = i
 	l.mu.Unlock()
-	if i == nil {
-		return nil
-	}
-	f := i.Filters
-	for _, d := range []netfab.Direction{netfab.AToB, netfab.BToA} {
-		if err := l.relay.SetFilters(d, f); err != nil {
-			return err
-		}
-	}
-	l.relay.Suspend(i.Down)
-	return nil
+	return l.apply()
 }
 
 // SwitchRuntime is switch ports as a runtime of core's: a port with a

@@ -8,10 +8,8 @@ import (
 )
 
 // VMs is what a VM manager tells metrics: how many VMs it has in each
-// status ("started", "stopped", ...), now. Package vm runs VPCS processes
-// but has no manager of VMs yet; the one that comes implements this and
-// is registered with CollectVMs where the daemon assembles it, and
-// leviathan_vms appears.
+// status ("started", "stopped", ...), now. vm.Manager implements it, and
+// the daemon registers it with CollectVMs.
 type VMs interface {
 	VMsByStatus() map[string]int
 }
