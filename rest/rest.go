@@ -1,5 +1,6 @@
 // Package rest is leviathan's HTTP frontend: gin routers for the leviathan
-// API and the GNS3-style API, request decoding, and the one
+// API, the GNS3-style API, the GNS3 2.2 compute API, the lab tools, export
+// and import, operation logs and metrics; request decoding, and the one
 // adapter that maps errors to a status and {"status","message"}. Handlers
 // only decode, call core, and encode.
 //
