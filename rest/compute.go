@@ -26,31 +26,31 @@ const computeFlush = 2 * time.Second
 // what is served.
 func (s *Server) computeRoutes() {
 	const base = "/v2/compute"
-	s.handle(http.MethodGet, base+"/capabilities", s.capabilities)
+	s.handle(http.MethodGet, base+"/capabilities", s.needVMs(s.capabilities))
 	s.stream(http.MethodGet, base+"/notifications/ws", s.mon.ServeComputeWS)
-	s.handle(http.MethodPost, base+"/projects", s.computeOpenProject)
-	s.handle(http.MethodGet, base+"/projects", s.computeProjects)
-	s.handle(http.MethodGet, base+"/projects/:pid", s.computeProject)
-	s.handle(http.MethodDelete, base+"/projects/:pid", s.deleteProject)
-	s.handle(http.MethodPost, base+"/projects/:pid/close", s.computeCloseProject)
-	s.handle(http.MethodPost, base+"/projects/:pid/ports/udp", s.allocUDP)
+	s.handle(http.MethodPost, base+"/projects", s.needVMs(s.computeOpenProject))
+	s.handle(http.MethodGet, base+"/projects", s.needVMs(s.computeProjects))
+	s.handle(http.MethodGet, base+"/projects/:pid", s.needVMs(s.computeProject))
+	s.handle(http.MethodDelete, base+"/projects/:pid", s.needVMs(s.deleteProject))
+	s.handle(http.MethodPost, base+"/projects/:pid/close", s.needVMs(s.computeCloseProject))
+	s.handle(http.MethodPost, base+"/projects/:pid/ports/udp", s.needVMs(s.allocUDP))
 	for _, typ := range vm.NodeTypes {
 		nodes := base + "/projects/:pid/" + typ + "/nodes"
 		one := nodes + "/:nid"
 		port := one + "/adapters/:adapter/ports/:port"
-		s.handle(http.MethodPost, nodes, s.computeCreateNode(typ))
-		s.handle(http.MethodGet, nodes, s.computeNodes(typ))
-		s.handle(http.MethodGet, one, s.computeNode(typ))
-		s.handle(http.MethodPut, one, s.computeUpdateNode(typ))
-		s.handle(http.MethodDelete, one, s.computeDeleteNode(typ))
+		s.handle(http.MethodPost, nodes, s.needVMs(s.computeCreateNode(typ)))
+		s.handle(http.MethodGet, nodes, s.needVMs(s.computeNodes(typ)))
+		s.handle(http.MethodGet, one, s.needVMs(s.computeNode(typ)))
+		s.handle(http.MethodPut, one, s.needVMs(s.computeUpdateNode(typ)))
+		s.handle(http.MethodDelete, one, s.needVMs(s.computeDeleteNode(typ)))
 		for _, op := range []string{"start", "stop", "reload", "suspend"} {
-			s.handle(http.MethodPost, one+"/"+op, s.computeNodeOp(typ, op))
+			s.handle(http.MethodPost, one+"/"+op, s.needVMs(s.computeNodeOp(typ, op)))
 		}
-		s.handle(http.MethodPost, port+"/nio", s.computeSetNIO(typ, false))
-		s.handle(http.MethodPut, port+"/nio", s.computeSetNIO(typ, true))
-		s.handle(http.MethodDelete, port+"/nio", s.computeDeleteNIO(typ))
-		s.handle(http.MethodPost, port+"/start_capture", s.computeStartCapture)
-		s.handle(http.MethodPost, port+"/stop_capture", s.computeStopCapture)
+		s.handle(http.MethodPost, port+"/nio", s.needVMs(s.computeSetNIO(typ, false)))
+		s.handle(http.MethodPut, port+"/nio", s.needVMs(s.computeSetNIO(typ, true)))
+		s.handle(http.MethodDelete, port+"/nio", s.needVMs(s.computeDeleteNIO(typ)))
+		s.handle(http.MethodPost, port+"/start_capture", s.needVMs(s.computeStartCapture))
+		s.handle(http.MethodPost, port+"/stop_capture", s.needVMs(s.computeStopCapture))
 		s.raw(http.MethodGet, port+"/pcap", s.computePcap)
 	}
 }
@@ -68,10 +68,7 @@ func (s *Server) capabilities(c *gin.Context) (int, any, error) {
 }
 
 func (s *Server) computeOpenProject(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	var spec vm.ComputeProjectSpec
 	if err := decodeBody(c, &spec); err != nil {
 		return 0, nil, err
@@ -81,28 +78,19 @@ func (s *Server) computeOpenProject(c *gin.Context) (int, any, error) {
 }
 
 func (s *Server) computeProjects(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	v, err := m.ComputeProjects(c)
 	return http.StatusOK, v, err
 }
 
 func (s *Server) computeProject(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	v, err := m.ComputeProject(c, c.Param("pid"))
 	return http.StatusOK, v, err
 }
 
 func (s *Server) computeCloseProject(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	return http.StatusNoContent, nil, m.CloseProject(s.opCtx, c.Param("pid"))
 }
 
@@ -110,10 +98,7 @@ func isSwitch(typ string) bool { return typ != vm.NodeTypeVPCS }
 
 func (s *Server) computeCreateNode(typ string) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		var spec vm.NodeSpec
 		if err := decodeBody(c, &spec); err != nil {
 			return 0, nil, err
@@ -129,10 +114,7 @@ func (s *Server) computeCreateNode(typ string) handler {
 
 func (s *Server) computeNodes(typ string) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		if isSwitch(typ) {
 			v, err := m.Switches(c, c.Param("pid"), typ)
 			return http.StatusOK, v, err
@@ -144,10 +126,7 @@ func (s *Server) computeNodes(typ string) handler {
 
 func (s *Server) computeNode(typ string) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		if isSwitch(typ) {
 			v, err := m.Switch(c, c.Param("pid"), typ, c.Param("nid"))
 			return http.StatusOK, v, err
@@ -159,15 +138,13 @@ func (s *Server) computeNode(typ string) handler {
 
 func (s *Server) computeUpdateNode(typ string) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		var spec vm.NodeSpec
 		if err := decodeBody(c, &spec); err != nil {
 			return 0, nil, err
 		}
 		var v any
+		var err error
 		if isSwitch(typ) {
 			v, err = m.UpdateSwitch(s.opCtx, c.Param("pid"), typ, c.Param("nid"), spec)
 		} else {
@@ -182,10 +159,7 @@ func (s *Server) computeUpdateNode(typ string) handler {
 
 func (s *Server) computeDeleteNode(typ string) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		if isSwitch(typ) {
 			return http.StatusNoContent, nil, m.DeleteSwitch(s.opCtx, c.Param("pid"), typ, c.Param("nid"))
 		}
@@ -205,11 +179,9 @@ func (s *Server) computeNodeOp(typ, op string) handler {
 		"reload": (*vm.Manager).ReloadVM, "suspend": (*vm.Manager).SuspendVPCSNode,
 	}[op]
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		pid, nid := c.Param("pid"), c.Param("nid")
+		var err error
 		if isSwitch(typ) {
 			err = m.SwitchStatus(s.opCtx, pid, typ, nid)
 		} else {
@@ -233,10 +205,7 @@ func (s *Server) flushCompute() {
 
 func (s *Server) computeSetNIO(typ string, put bool) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		a, p, err := adapterPort(c)
 		if err != nil {
 			return 0, nil, err
@@ -260,10 +229,7 @@ func (s *Server) computeSetNIO(typ string, put bool) handler {
 
 func (s *Server) computeDeleteNIO(typ string) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		a, p, err := adapterPort(c)
 		if err != nil {
 			return 0, nil, err
@@ -276,10 +242,7 @@ func (s *Server) computeDeleteNIO(typ string) handler {
 }
 
 func (s *Server) computeStartCapture(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	a, p, err := adapterPort(c)
 	if err != nil {
 		return 0, nil, err
@@ -293,10 +256,7 @@ func (s *Server) computeStartCapture(c *gin.Context) (int, any, error) {
 }
 
 func (s *Server) computeStopCapture(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	a, p, err := adapterPort(c)
 	if err != nil {
 		return 0, nil, err

@@ -20,32 +20,43 @@ import (
 // projects and VMs. Without a VM manager every route answers 503.
 func (s *Server) gns3Routes() {
 	s.handle(http.MethodGet, "/v1/version", s.version)
-	s.handle(http.MethodPost, "/v1/ports/udp", s.allocUDP)
+	s.handle(http.MethodPost, "/v1/ports/udp", s.needVMs(s.allocUDP))
 	for _, v := range []string{"/v1", "/v2"} {
-		s.handle(http.MethodPost, v+"/projects", s.createProject)
-		s.handle(http.MethodGet, v+"/projects", s.listProjects)
-		s.handle(http.MethodGet, v+"/projects/:pid", s.getProject)
-		s.handle(http.MethodDelete, v+"/projects/:pid", s.deleteProject)
-		s.handle(http.MethodPost, v+"/projects/:pid/ports/udp", s.allocUDP)
+		s.handle(http.MethodPost, v+"/projects", s.needVMs(s.createProject))
+		s.handle(http.MethodGet, v+"/projects", s.needVMs(s.listProjects))
+		s.handle(http.MethodGet, v+"/projects/:pid", s.needVMs(s.getProject))
+		s.handle(http.MethodDelete, v+"/projects/:pid", s.needVMs(s.deleteProject))
+		s.handle(http.MethodPost, v+"/projects/:pid/ports/udp", s.needVMs(s.allocUDP))
 	}
 	s.vmRoutes("/v1/projects/:pid/vpcs/vms", false)
 	s.vmRoutes("/v2/projects/:pid/vms", true)
 }
 
 func (s *Server) vmRoutes(base string, needType bool) {
-	s.handle(http.MethodPost, base, s.createVM(needType))
-	s.handle(http.MethodGet, base, s.listVMs)
+	s.handle(http.MethodPost, base, s.needVMs(s.createVM(needType)))
+	s.handle(http.MethodGet, base, s.needVMs(s.listVMs))
 	one := base + "/:vmId"
-	s.handle(http.MethodGet, one, s.getVM)
-	s.handle(http.MethodDelete, one, s.vmOp((*vm.Manager).DeleteVM))
-	s.handle(http.MethodPost, one+"/start", s.vmOp((*vm.Manager).StartVM))
-	s.handle(http.MethodPost, one+"/stop", s.vmOp((*vm.Manager).StopVM))
-	s.handle(http.MethodPost, one+"/reload", s.vmOp((*vm.Manager).ReloadVM))
+	s.handle(http.MethodGet, one, s.needVMs(s.getVM))
+	s.handle(http.MethodDelete, one, s.needVMs(s.vmOp((*vm.Manager).DeleteVM)))
+	s.handle(http.MethodPost, one+"/start", s.needVMs(s.vmOp((*vm.Manager).StartVM)))
+	s.handle(http.MethodPost, one+"/stop", s.needVMs(s.vmOp((*vm.Manager).StopVM)))
+	s.handle(http.MethodPost, one+"/reload", s.needVMs(s.vmOp((*vm.Manager).ReloadVM)))
 	nio := one + "/adapters/:adapter/ports/:port/nio"
-	s.handle(http.MethodPost, nio, s.setNIO(false))
-	s.handle(http.MethodPut, nio, s.setNIO(true))
-	s.handle(http.MethodGet, nio, s.getNIO)
-	s.handle(http.MethodDelete, nio, s.deleteNIO)
+	s.handle(http.MethodPost, nio, s.needVMs(s.setNIO(false)))
+	s.handle(http.MethodPut, nio, s.needVMs(s.setNIO(true)))
+	s.handle(http.MethodGet, nio, s.needVMs(s.getNIO))
+	s.handle(http.MethodDelete, nio, s.needVMs(s.deleteNIO))
+}
+
+// needVMs answers 503 for h when this server has no VM manager; h can
+// then take s.vmm as given.
+func (s *Server) needVMs(h handler) handler {
+	return func(c *gin.Context) (int, any, error) {
+		if _, err := s.vms(); err != nil {
+			return 0, nil, err
+		}
+		return h(c)
+	}
 }
 
 // vms returns the VM manager, or the error that there is none.
@@ -73,10 +84,7 @@ func decodeBody(c *gin.Context, v any) error {
 }
 
 func (s *Server) createProject(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	var spec vm.ProjectSpec
 	if err := decodeBody(c, &spec); err != nil {
 		return 0, nil, err
@@ -86,28 +94,19 @@ func (s *Server) createProject(c *gin.Context) (int, any, error) {
 }
 
 func (s *Server) listProjects(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	v, err := m.ListProjects(c)
 	return http.StatusOK, v, err
 }
 
 func (s *Server) getProject(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	v, err := m.GetProject(c, c.Param("pid"))
 	return http.StatusOK, v, err
 }
 
 func (s *Server) deleteProject(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	return http.StatusNoContent, nil, m.DeleteProject(s.opCtx, c.Param("pid"))
 }
 
@@ -119,20 +118,14 @@ type udpPort struct {
 // allocUDP serves POST /v1/ports/udp (no pid: the port belongs to no
 // project until a NIO takes it) and POST /v1|v2/projects/{pid}/ports/udp.
 func (s *Server) allocUDP(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	p, err := m.AllocUDP(s.opCtx, c.Param("pid"))
 	return http.StatusCreated, udpPort{p}, err
 }
 
 func (s *Server) createVM(needType bool) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		var spec vm.VMSpec
 		if err := decodeBody(c, &spec); err != nil {
 			return 0, nil, err
@@ -146,19 +139,13 @@ func (s *Server) createVM(needType bool) handler {
 }
 
 func (s *Server) listVMs(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	v, err := m.ListVMs(c, c.Param("pid"))
 	return http.StatusOK, v, err
 }
 
 func (s *Server) getVM(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	v, err := m.GetVM(c, c.Param("pid"), c.Param("vmId"))
 	return http.StatusOK, v, err
 }
@@ -166,10 +153,7 @@ func (s *Server) getVM(c *gin.Context) (int, any, error) {
 // vmOp serves start, stop, reload and delete: 204 when done.
 func (s *Server) vmOp(op func(*vm.Manager, context.Context, string, string) error) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		return http.StatusNoContent, nil, op(m, s.opCtx, c.Param("pid"), c.Param("vmId"))
 	}
 }
@@ -191,10 +175,7 @@ func adapterPort(c *gin.Context) (int, int, error) {
 // existing one: 200) of a NIO.
 func (s *Server) setNIO(put bool) handler {
 	return func(c *gin.Context) (int, any, error) {
-		m, err := s.vms()
-		if err != nil {
-			return 0, nil, err
-		}
+		m := s.vmm
 		a, p, err := adapterPort(c)
 		if err != nil {
 			return 0, nil, err
@@ -212,10 +193,7 @@ func (s *Server) setNIO(put bool) handler {
 }
 
 func (s *Server) getNIO(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	a, p, err := adapterPort(c)
 	if err != nil {
 		return 0, nil, err
@@ -225,10 +203,7 @@ func (s *Server) getNIO(c *gin.Context) (int, any, error) {
 }
 
 func (s *Server) deleteNIO(c *gin.Context) (int, any, error) {
-	m, err := s.vms()
-	if err != nil {
-		return 0, nil, err
-	}
+	m := s.vmm
 	a, p, err := adapterPort(c)
 	if err != nil {
 		return 0, nil, err
