@@ -518,7 +518,9 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 	if err != nil {
 		return results, err
 	}
-	s.syncTAPAddresses(ctx)
+	if hasTAPMembers(worlds...) {
+		s.syncTAPAddresses(ctx)
+	}
 	return results, graph.JoinErrors(failed...)
 }
 
@@ -547,7 +549,7 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 		}
 		return evs
 	})
-	if err == nil {
+	if err == nil && hasTAPMembers(w) {
 		s.syncTAPAddresses(ctx)
 	}
 	return err

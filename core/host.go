@@ -381,8 +381,8 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		}
 		return evs
 	})
-	if err == nil && w != nil {
-		s.syncTAPAddresses(ctx)
+	if err == nil && w != nil && s.tapRuntimeOf(ctrs[m]) != nil {
+		s.syncTAPAddresses(ctx) // a VM joined or left a CEN of a made CIN
 	}
 	if err == nil && fresh != nil && c.State != graph.StateConfigured {
 		// Not wired yet: its namespace is made now, once it is recorded.

@@ -196,7 +196,7 @@ func (s *Service) syncOnce(ctx context.Context, m graph.Member) (done bool, err 
 	}
 	err = s.commit(func(tx graph.Tx) error { return recordObserved(tx, changed) },
 		func() []monitor.Event { return append(containerEvents(changed), evs...) })
-	if err == nil && len(sc.worlds) > 0 {
+	if err == nil && len(sc.worlds) > 0 && s.tapRuntimeOf(ctr) != nil {
 		s.syncTAPAddresses(ctx)
 	}
 	return true, err

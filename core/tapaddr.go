@@ -82,6 +82,19 @@ func (s *Service) syncTAPAddresses(ctx context.Context) {
 	}
 }
 
+// hasTAPMembers reports whether any CEN of the worlds has a TAP member:
+// only then can a change of them change a TAP member's address.
+func hasTAPMembers(ws ...*cinWorld) bool {
+	for _, w := range ws {
+		for _, n := range w.cens {
+			if len(n.TAPMembers) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (s *Service) hasTAPRuntime() bool {
 	for _, r := range s.runtimes {
 		if _, ok := r.(TAPRuntime); ok {
