@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -216,13 +216,28 @@ func (m *Manager) syncMembers(ctx context.Context, refs map[string]bool) error {
 		if c.Runtime != graph.RuntimeDocker {
 			continue
 		}
-		if refs[c.ID] || slices.ContainsFunc(slices.Collect(mapsKeys(refs)), func(r string) bool {
-			return len(c.ID) >= dockerrt.MinPrefix && len(r) > len(c.ID) && r[:len(c.ID)] == c.ID
-		}) {
+		if namedBy(c.ID, refs) {
 			ids = append(ids, c.ID)
 		}
 	}
 	return m.svc.SyncContainers(ctx, m.host, ids)
+}
+
+// namedBy reports whether a Docker member's ID (a name, full ID or ID
+// prefix) names one of the containers an event gave by name and full ID.
+func namedBy(id string, refs map[string]bool) bool {
+	if refs[id] {
+		return true
+	}
+	if len(id) < dockerrt.MinPrefix {
+		return false
+	}
+	for r := range refs {
+		if strings.HasPrefix(r, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // poolIDs lists every pool.
@@ -249,14 +264,4 @@ func (m *Manager) lock(id string) func() {
 // publish sends pool events to monitors and notification streams.
 func (m *Manager) publish(p *graph.CPool, action monitor.Action) {
 	m.svc.Bus().Publish(monitor.Event{Action: action, Data: monitor.ObjectEvent{CPool: p.ID, State: string(p.State), Error: p.Error}})
-}
-
-func mapsKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
