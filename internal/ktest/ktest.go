@@ -74,11 +74,15 @@ type CEN struct {
 	// Stopped counts members that do not run: they count for the wiring
 	// (a bridge from 3 members on) and have no port.
 	Stopped int
+	// VXLAN says the CEN spans hosts: made, it is a bridge here whatever
+	// its members (none included), with its VXLAN device (lx~) as a port.
+	VXLAN bool
 }
 
 // CheckKernel fails the test unless the kernel holds exactly the given
-// CENs: in the fabric, lo plus a bridge per made CEN of 3+ members with one
-// up veth port per member, nothing else; in each member, an up veth named
+// CENs: in the fabric, lo plus a bridge per made CEN of 3+ members (or
+// spanning hosts) with one up veth port per member, and an up VXLAN port
+// when it spans hosts, nothing else; in each member, an up veth named
 // after the CEN (both ends of a 2-member CEN being each other's peers) and
 // no interface of leviathan's (by link group) for an unmade or 0-1 member
 // CEN.
@@ -89,7 +93,8 @@ func CheckKernel(t testing.TB, fabric string, cens []CEN) {
 	for _, c := range cens {
 		n := len(c.Members)
 		all := n + c.Stopped
-		if !c.Made || all < 3 {
+		bridge := all >= 3 || c.VXLAN
+		if !c.Made || !bridge {
 			if _, ok := fab[c.IfName]; ok {
 				t.Errorf("fabric has a %q, want none (made=%v, %d members)", c.IfName, c.Made, n)
 			}
@@ -98,13 +103,21 @@ func CheckKernel(t testing.TB, fabric string, cens []CEN) {
 			if br := fab[c.IfName]; br.Kind != "bridge" || !br.Up {
 				t.Errorf("fabric: bridge %q: got %+v", c.IfName, br)
 			}
-			ports := 0
+			ports, vxlans := 0, 0
 			for name, l := range fab {
 				if l.Master != c.IfName {
 					continue
 				}
-				ports++
 				expectFabric[name] = true
+				if strings.HasPrefix(name, "lx~") {
+					// The CEN's VXLAN device, not a member's port.
+					vxlans++
+					if l.Kind != "vxlan" || !l.Up || !c.VXLAN {
+						t.Errorf("fabric: VXLAN port %q of %q (spanning hosts: %v): %+v", name, c.IfName, c.VXLAN, l)
+					}
+					continue
+				}
+				ports++
 				if hostIf, ok := strings.CutPrefix(name, "lr~"); ok && l.Kind == "tuntap" {
 					// An impaired member's relay: its veth end is off
 					// the bridge, the relay's TAP on it.
@@ -121,10 +134,13 @@ func CheckKernel(t testing.TB, fabric string, cens []CEN) {
 			if ports != n {
 				t.Errorf("bridge %q has %d ports, want %d", c.IfName, ports, n)
 			}
+			if c.VXLAN && vxlans != 1 {
+				t.Errorf("bridge %q has %d VXLAN ports, want 1", c.IfName, vxlans)
+			}
 		}
 		var ends []netfab.LinkInfo
 		for _, ns := range c.Members {
-			expect := c.Made && (all >= 3 || all == 2 && n == 2)
+			expect := c.Made && (bridge || all == 2 && n == 2)
 			if !expect && !netfab.IsNetns(ns) {
 				continue // never needed, never created
 			}
@@ -140,7 +156,7 @@ func CheckKernel(t testing.TB, fabric string, cens []CEN) {
 			}
 			ends = append(ends, l)
 		}
-		if c.Made && all == 2 && len(ends) == 2 && (ends[0].Peer != ends[1].Index || ends[1].Peer != ends[0].Index) {
+		if c.Made && !bridge && all == 2 && len(ends) == 2 && (ends[0].Peer != ends[1].Index || ends[1].Peer != ends[0].Index) {
 			t.Errorf("%q: the two ends are not each other's peers: %+v", c.IfName, ends)
 		}
 	}
