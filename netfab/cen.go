@@ -27,8 +27,9 @@ type CEN struct {
 	Plan  graph.Wiring
 	Ports []Port
 	// VXLAN, when set, joins the CEN's bridge here to its bridges on
-	// other hosts. Such a CEN is a bridge on every host where it has a
-	// member that runs, whatever their number.
+	// other hosts. Such a CEN is a bridge whatever its members here, even
+	// none: a host with no member of it may still need its bridge (to
+	// route a CIN for the other hosts).
 	VXLAN *VXLANSpec
 }
 
@@ -50,7 +51,7 @@ func (c *CEN) Wiring() graph.Wiring {
 	if c == nil {
 		return graph.WiringNone
 	}
-	if c.VXLAN != nil && len(c.Ports) > 0 {
+	if c.VXLAN != nil {
 		return graph.WiringBridge
 	}
 	if c.Plan != graph.WiringNone {

@@ -498,7 +498,7 @@ func TestVXLANWiring(t *testing.T) {
 	}{
 		{"one member", netfab.CEN{Ports: ports(1), VXLAN: v}, graph.WiringBridge},
 		{"two members, planned as a wire", netfab.CEN{Ports: ports(2), Plan: graph.WiringWire, VXLAN: v}, graph.WiringBridge},
-		{"no member that runs", netfab.CEN{VXLAN: v}, graph.WiringNone},
+		{"no member here", netfab.CEN{VXLAN: v}, graph.WiringBridge},
 		{"no member that runs, stopped ones here", netfab.CEN{Plan: graph.WiringBridge, VXLAN: v}, graph.WiringBridge},
 		{"one host: two members", netfab.CEN{Ports: ports(2)}, graph.WiringWire},
 	}
