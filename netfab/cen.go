@@ -1,6 +1,7 @@
 package netfab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -204,7 +205,7 @@ func (f *Fabric) buildBridge(ctx context.Context, c *CEN) (err error) {
 			return err
 		}
 	}
-	br, created, err := f.ensureBridge(c)
+	br, created, err := f.ensureBridge(c, &u)
 	if err != nil {
 		return err
 	}
@@ -298,8 +299,11 @@ func (c *CEN) mtu() int {
 	return c.VXLAN.MTU
 }
 
-// ensureBridge creates c's bridge, or adopts it when it exists already.
-func (f *Fabric) ensureBridge(c *CEN) (index int, created bool, err error) {
+// ensureBridge creates c's bridge, or adopts it when it exists already,
+// with c's MAC: an adopted bridge whose MAC differs is given c's in place,
+// so it and its ports keep their ifindexes; its old MAC is put back
+// through u.
+func (f *Fabric) ensureBridge(c *CEN, u *undo) (index int, created bool, err error) {
 	err = f.c.addBridge(end{Name: c.Name, Group: c.Group, MAC: c.BridgeMAC, NsFd: -1, MTU: c.mtu()})
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return 0, false, fmt.Errorf("CEN %s: create bridge %q: %w", c.ID, c.Name, err)
@@ -312,6 +316,13 @@ func (f *Fabric) ensureBridge(c *CEN) (index int, created bool, err error) {
 	a := l.Attrs()
 	if l.Type() != "bridge" || a.Group != c.Group {
 		return 0, false, graph.Errorf(graph.ErrConflict, "CEN %s: the fabric namespace has a %s %q that is not this CEN's bridge", c.ID, l.Type(), c.Name)
+	}
+	if c.BridgeMAC != nil && !bytes.Equal(a.HardwareAddr, c.BridgeMAC) {
+		if err := f.c.h.LinkSetHardwareAddr(l, c.BridgeMAC); err != nil {
+			return 0, false, fmt.Errorf("CEN %s: set MAC of bridge %q to %s: %w", c.ID, c.Name, c.BridgeMAC, err)
+		}
+		old := a.HardwareAddr
+		u.push(func() error { return f.c.h.LinkSetHardwareAddr(l, old) })
 	}
 	if a.Flags&net.FlagUp == 0 {
 		if err := f.c.h.LinkSetUp(l); err != nil {
