@@ -18,6 +18,7 @@ package netfab
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,6 +30,23 @@ type Fabric struct {
 	c    *conn
 	rel  relays   // impaired members' relays
 	tp   tapPorts // TAP members' TAPs
+
+	ulMu sync.Mutex
+	ul   *underlay // guarded by ulMu; nil: the fabric carries the underlay
+}
+
+// underlay is the namespace that carries a fabric's VXLAN traffic when it
+// is not the fabric itself: there the VXLAN devices' UDP sockets live and
+// their underlay addresses and routes are looked up.
+type underlay struct {
+	path string
+	c    *conn
+	fd   int // the namespace, open, to name it to the kernel
+}
+
+func (u *underlay) close() {
+	u.c.Close()
+	unix.Close(u.fd)
 }
 
 // OpenFabric opens the fabric namespace name, creating it if needed.
@@ -74,7 +92,89 @@ func (f *Fabric) Close() {
 	for _, ref := range refs {
 		ref.port.DetachTAP()
 	}
+	f.ulMu.Lock()
+	if f.ul != nil {
+		f.ul.close()
+		f.ul = nil
+	}
+	f.ulMu.Unlock()
 	f.c.Close()
+}
+
+// SetUnderlay says which network namespace carries the underlay of the
+// fabric's CENs that span hosts: nsPath is a namespace file such as
+// /proc/self/ns/net (the daemon's own namespace, where the host's
+// interfaces are) or /run/netns/NAME. A CEN's VXLAN device is then made
+// from that namespace straight into the fabric, so the device is in the
+// fabric, on the CEN's bridge, while its UDP socket is in nsPath and
+// sends from an address of nsPath (VXLANSpec.Local) along nsPath's
+// routes. Nothing in nsPath is changed. "" (the default), or the fabric's
+// own namespace, makes the fabric carry the underlay itself.
+//
+// Set it before realizing CENs with VXLAN, not while operations run. A
+// device made for another underlay is made anew on its next Apply.
+func (f *Fabric) SetUnderlay(nsPath string) error {
+	var u *underlay
+	if nsPath != "" {
+		var err error
+		if u, err = openUnderlay(f.path, nsPath); err != nil {
+			return err
+		}
+	}
+	f.ulMu.Lock()
+	old := f.ul
+	f.ul = u
+	f.ulMu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	return nil
+}
+
+// openUnderlay opens the namespace at path as an underlay of the fabric
+// at fabric; nil when it is the fabric's own.
+func openUnderlay(fabric, path string) (*underlay, error) {
+	fd, err := openNs(path)
+	if err != nil {
+		return nil, fmt.Errorf("underlay: %w", err)
+	}
+	var st, fst unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("underlay: stat %s: %w", path, err)
+	}
+	if err := unix.Stat(fabric, &fst); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("underlay: stat %s: %w", fabric, err)
+	}
+	if st.Dev == fst.Dev && st.Ino == fst.Ino {
+		unix.Close(fd)
+		return nil, nil // the fabric itself
+	}
+	// Through the fd: the namespace checked above, even if path is
+	// remounted meanwhile.
+	c, err := dial(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("underlay: %w", err)
+	}
+	return &underlay{path: path, c: c, fd: fd}, nil
+}
+
+// underlay returns the namespace carrying the underlay, nil for the
+// fabric.
+func (f *Fabric) underlay() *underlay {
+	f.ulMu.Lock()
+	defer f.ulMu.Unlock()
+	return f.ul
+}
+
+// underlayConn is a conn in the namespace that carries the underlay.
+func (f *Fabric) underlayConn() *conn {
+	if u := f.underlay(); u != nil {
+		return u.c
+	}
+	return f.c
 }
 
 // Remove closes the fabric and deletes its namespace with everything in it.

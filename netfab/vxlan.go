@@ -25,9 +25,12 @@ import (
 // device does not learn where remote MACs live: frames for them go to
 // every peer, and a host that is not a peer is never sent anything.
 type VXLANSpec struct {
-	VNI   uint32     // the CEN's VXLAN network identifier (24 bits)
-	Port  uint16     // UDP port, this host's and its peers' (4789 by IANA)
-	Local netip.Addr // this host's underlay address, in the fabric namespace
+	VNI  uint32 // the CEN's VXLAN network identifier (24 bits)
+	Port uint16 // UDP port, this host's and its peers' (4789 by IANA)
+	// Local is this host's underlay address, an address of the namespace
+	// that carries the underlay: the fabric's, or the one given to
+	// SetUnderlay.
+	Local netip.Addr
 	// Peers are the underlay addresses of the other hosts with members of
 	// the CEN. Local among them is ignored.
 	Peers []netip.Addr
@@ -88,7 +91,7 @@ type MTUError struct {
 	CEN      string
 	MTU      int        // the CEN's configured MTU
 	Underlay int        // the MTU toward Peer
-	Dev      string     // the fabric's link toward Peer
+	Dev      string     // the underlay's link toward Peer
 	Peer     netip.Addr // the peer it was found for
 	Overhead int        // VXLAN's overhead on this underlay
 }
@@ -106,24 +109,29 @@ func VXLANName(cenID string) string {
 }
 
 // checkVXLAN validates c's VXLAN spec and its underlay: Local must be an
-// address of the fabric namespace with a route to every peer, and the
-// MTU, when set, must fit on each of those routes. It only reads.
+// address of the namespace that carries the underlay, with a route there
+// to every peer, and the MTU, when set, must fit on each of those routes.
+// It only reads.
 func (f *Fabric) checkVXLAN(c *CEN) error {
 	v := c.VXLAN
 	if err := v.validate(); err != nil {
 		return fmt.Errorf("CEN %s: %w", c.ID, err)
 	}
+	uc, where := f.c, "the fabric namespace"
+	if u := f.underlay(); u != nil {
+		uc, where = u.c, "the underlay namespace "+u.path
+	}
 	devMTU := map[int]int{}
 	devName := map[int]string{}
 	for p := range v.peers() {
-		rs, err := f.c.h.RouteGetWithOptions(p.AsSlice(), &netlink.RouteGetOptions{SrcAddr: v.Local.AsSlice()})
+		rs, err := uc.h.RouteGetWithOptions(p.AsSlice(), &netlink.RouteGetOptions{SrcAddr: v.Local.AsSlice()})
 		if err == nil && len(rs) == 0 {
 			err = unix.ENETUNREACH
 		}
 		if err != nil {
 			// The kernel says "unreachable" for a source that is not
 			// local too.
-			return fmt.Errorf("CEN %s: underlay route from %s (an address of the fabric namespace) to peer %s: %w", c.ID, v.Local, p, err)
+			return fmt.Errorf("CEN %s: underlay route from %s (an address of %s) to peer %s: %w", c.ID, v.Local, where, p, err)
 		}
 		if v.MTU == 0 {
 			continue
@@ -131,7 +139,7 @@ func (f *Fabric) checkVXLAN(c *CEN) error {
 		r := rs[0]
 		mtu, ok := devMTU[r.LinkIndex]
 		if !ok {
-			l, err := f.c.h.LinkByIndex(r.LinkIndex)
+			l, err := uc.h.LinkByIndex(r.LinkIndex)
 			if err != nil {
 				return fmt.Errorf("CEN %s: underlay link toward %s: %w", c.ID, p, err)
 			}
@@ -181,7 +189,11 @@ func (f *Fabric) ensureVXLAN(c *CEN, br int) (index int, made bool, err error) {
 		if a.Group != c.Group {
 			return 0, false, graph.Errorf(graph.ErrConflict, "CEN %s: the fabric namespace has a %s %q that is not this CEN's", c.ID, l.Type(), name)
 		}
-		if vx, ok := l.(*netlink.Vxlan); ok && vxlanIs(vx, c.VXLAN) {
+		ok, err := f.vxlanIs(l, c.VXLAN)
+		if err != nil {
+			return 0, false, fmt.Errorf("CEN %s: VXLAN %q: %w", c.ID, name, err)
+		}
+		if ok {
 			if a.MasterIndex != br || a.Flags&net.FlagUp == 0 {
 				if err := f.c.setUpMaster(name, br); err != nil {
 					return 0, false, fmt.Errorf("CEN %s: %w", c.ID, err)
@@ -193,11 +205,11 @@ func (f *Fabric) ensureVXLAN(c *CEN, br int) (index int, made bool, err error) {
 			return 0, false, fmt.Errorf("CEN %s: replace VXLAN: %w", c.ID, err)
 		}
 	}
-	err = f.c.addVXLAN(end{Name: name, Group: c.Group, NsFd: -1, Master: br, MTU: c.mtu()}, c.VXLAN)
+	err = f.addVXLAN(end{Name: name, Group: c.Group, NsFd: -1, Master: br, MTU: c.mtu()}, c.VXLAN)
 	if errors.Is(err, unix.EEXIST) {
-		// The name is free (checked above): another device has this VNI
-		// on this port and address.
-		return 0, false, graph.Errorf(graph.ErrConflict, "CEN %s: VNI %d on UDP port %d from %s is another VXLAN device's", c.ID, c.VXLAN.VNI, c.VXLAN.Port, c.VXLAN.Local)
+		// The name is free (checked above): another device of the
+		// underlay's namespace has this VNI on this port.
+		return 0, false, graph.Errorf(graph.ErrConflict, "CEN %s: VNI %d on UDP port %d is another VXLAN device's", c.ID, c.VXLAN.VNI, c.VXLAN.Port)
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("CEN %s: create VXLAN %q: %w", c.ID, name, err)
@@ -209,17 +221,58 @@ func (f *Fabric) ensureVXLAN(c *CEN, br int) (index int, made bool, err error) {
 	return l.Attrs().Index, true, nil
 }
 
-// vxlanIs reports whether an existing device is configured as v wants.
+// vxlanIs reports whether an existing link of the fabric is a VXLAN
+// device configured as v wants, with its socket in the namespace that
+// carries the underlay.
+func (f *Fabric) vxlanIs(l netlink.Link, v *VXLANSpec) (bool, error) {
+	vx, ok := l.(*netlink.Vxlan)
+	if !ok || !vxlanIs(vx, v) {
+		return false, nil
+	}
+	// The kernel reports the namespace of a device's socket (its link
+	// namespace) only when it is not the device's own, by its ID as
+	// the fabric knows it; reading the link gave it one.
+	u := f.underlay()
+	if u == nil || vx.NetNsID < 0 {
+		return u == nil && vx.NetNsID < 0, nil
+	}
+	id, err := f.c.h.GetNetNsIdByFd(u.fd)
+	if err != nil {
+		return false, fmt.Errorf("ID of the underlay namespace %s: %w", u.path, err)
+	}
+	return id == vx.NetNsID, nil
+}
+
+// vxlanIs reports whether a device's own settings are as v wants. They
+// read the same from the fabric wherever its socket lives.
 func vxlanIs(vx *netlink.Vxlan, v *VXLANSpec) bool {
 	local, _ := netip.AddrFromSlice(vx.SrcAddr)
 	return uint32(vx.VxlanId) == v.VNI && vx.Port == int(v.Port) && local.Unmap() == v.Local &&
 		!vx.Learning && len(vx.Group) == 0 && vx.VtepDevIndex == 0 && !vx.FlowBased
 }
 
-// addVXLAN creates a VXLAN device in one request, grouped, on its bridge
-// and up. It has no remote and no multicast group: whom it floods to is
-// its FDB's all-zeros entries. It does not learn (see VXLANSpec).
-func (c *conn) addVXLAN(e end, v *VXLANSpec) error {
+// addVXLAN creates e, a VXLAN device of the fabric, as addVXLANAt does.
+// With a separate underlay the request is the underlay's, carrying the
+// fabric as the device's namespace: the kernel creates the device there,
+// in place, and keeps its socket in the namespace that asked for it, as
+// it does for every link with a socket of its own.
+func (f *Fabric) addVXLAN(e end, v *VXLANSpec) error {
+	u := f.underlay()
+	if u == nil {
+		return f.c.addVXLANAt(e, v)
+	}
+	return withNsFd(f.path, func(fd int) error {
+		e.NsFd = fd
+		return u.c.addVXLANAt(e, v)
+	})
+}
+
+// addVXLANAt creates a VXLAN device in one request, grouped, on its
+// bridge and up, in the conn's namespace or in e.NsFd's. Its master is
+// found in the namespace the device is created in. It has no remote and
+// no multicast group: whom it floods to is its FDB's all-zeros entries.
+// It does not learn (see VXLANSpec).
+func (c *conn) addVXLANAt(e end, v *VXLANSpec) error {
 	req := c.request(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL)
 	req.AddData(upMsg())
 	e.attrs(addTo(req))
@@ -445,7 +498,13 @@ func (f *Fabric) applyPeers(ctx context.Context, next *CEN) error {
 	if err != nil {
 		return fmt.Errorf("CEN %s: %w", next.ID, err)
 	}
-	if vx, ok := l.(*netlink.Vxlan); !ok || vx.Attrs().Group != next.Group || !vxlanIs(vx, next.VXLAN) {
+	if l == nil || l.Attrs().Group != next.Group {
+		return f.buildBridge(ctx, next)
+	}
+	if ok, err := f.vxlanIs(l, next.VXLAN); err != nil || !ok {
+		if err != nil {
+			return fmt.Errorf("CEN %s: %w", next.ID, err)
+		}
 		return f.buildBridge(ctx, next)
 	}
 	return f.syncFDB(ctx, next.ID, l.Attrs().Index, next.VXLAN.peers())

@@ -18,19 +18,24 @@ import (
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
-// vxHost is one simulated host: a fabric namespace with an underlay
-// address, and one member namespace on the CEN.
+// vxHost is one simulated host: a fabric namespace, the namespace with
+// its underlay address (the fabric, or a host namespace of its own), and
+// one member namespace on the CEN.
 type vxHost struct {
-	name   string
-	f      *netfab.Fabric
-	under  netip.Addr
-	member string // the member's namespace path
-	addr   string // the member's address on the CEN
+	name    string
+	f       *netfab.Fabric
+	under   netip.Addr
+	underNS string // the path of the namespace with the underlay address
+	underIf string // the interface there with that address
+	member  string // the member's namespace path
+	addr    string // the member's address on the CEN
 }
 
 // vxLab is several hosts joined by an underlay: a bridge in a namespace
-// of its own with a veth to each host's fabric namespace, where it
-// carries the host's underlay address and has underMTU.
+// of its own with a veth to each host, where it carries the host's
+// underlay address and has underMTU. The host end of that veth is in the
+// host's fabric ("under"), or with hostNS in a host namespace apart from
+// the fabric ("eth0"), as a daemon's host's own interface is.
 type vxLab struct {
 	hosts []*vxHost
 	group uint32
@@ -43,6 +48,11 @@ const (
 )
 
 func newVXLab(t *testing.T, n int) *vxLab {
+	t.Helper()
+	return newVXLabOf(t, n, false)
+}
+
+func newVXLabOf(t *testing.T, n int, hostNS bool) *vxLab {
 	t.Helper()
 	ktest.NeedRoot(t)
 	ctx := context.Background()
@@ -66,11 +76,21 @@ func newVXLab(t *testing.T, n int) *vxLab {
 		}
 		t.Cleanup(f.Close)
 		h.f = f
-		fab := p + h.name
-		ktest.IP(t, "-n", ul, "link", "add", "u-"+h.name, "type", "veth", "peer", "name", "under", "netns", fab)
+		uns, uif := p+h.name, "under"
+		if hostNS {
+			uns, uif = p+h.name+"-host", "eth0"
+			if err := netfab.CreateNetns(ctx, []string{netfab.NetnsPath(uns)}, 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.SetUnderlay(netfab.NetnsPath(uns)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.underNS, h.underIf = netfab.NetnsPath(uns), uif
+		ktest.IP(t, "-n", ul, "link", "add", "u-"+h.name, "type", "veth", "peer", "name", uif, "netns", uns)
 		ktest.IP(t, "-n", ul, "link", "set", "u-"+h.name, "master", "ul0", "up")
-		ktest.IP(t, "-n", fab, "link", "set", "under", "mtu", fmt.Sprint(underMTU), "up")
-		ktest.IP(t, "-n", fab, "addr", "add", h.under.String()+"/24", "dev", "under")
+		ktest.IP(t, "-n", uns, "link", "set", uif, "mtu", fmt.Sprint(underMTU), "up")
+		ktest.IP(t, "-n", uns, "addr", "add", h.under.String()+"/24", "dev", uif)
 		if err := netfab.CreateNetns(ctx, []string{h.member}, 1); err != nil {
 			t.Fatal(err)
 		}
