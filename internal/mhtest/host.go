@@ -133,7 +133,8 @@ func (h *Host) launch() {
 }
 
 // waitReady waits until GET /v2/version answers 200, failing the test
-// with the daemon's log if it exits first or takes too long.
+// if it exits first or takes too long (the lab's cleanup then shows the
+// daemons' logs).
 func (h *Host) waitReady() {
 	t := h.lab.t
 	t.Helper()
@@ -147,11 +148,11 @@ func (h *Host) waitReady() {
 		}
 		select {
 		case <-h.proc.done:
-			t.Fatalf("mhtest: %s: the daemon exited before it was ready (%v)\n%s", h.ID, h.proc.err, tail(h.LogPath, "leviathan "+h.ID))
+			t.Fatalf("mhtest: %s: the daemon exited before it was ready (%v); the logs follow", h.ID, h.proc.err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mhtest: %s: the daemon is not ready after %s (last: %d %v)\n%s", h.ID, h.lab.cfg.ready, status, err, tail(h.LogPath, "leviathan "+h.ID))
+			t.Fatalf("mhtest: %s: the daemon is not ready after %s (last: %d %v); the logs follow", h.ID, h.lab.cfg.ready, status, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
