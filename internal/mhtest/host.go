@@ -37,6 +37,7 @@ type Host struct {
 
 	link   string // its veth end in the underlay namespace
 	proc   *proc  // the daemon's current or last run
+	ready  bool   // the current run has answered
 	client *http.Client
 }
 
@@ -129,7 +130,7 @@ func (h *Host) launch() {
 	if err != nil {
 		t.Fatalf("mhtest: %s: %v", h.ID, err)
 	}
-	h.proc = p
+	h.proc, h.ready = p, false
 }
 
 // waitReady waits until GET /v2/version answers 200, failing the test
@@ -144,6 +145,7 @@ func (h *Host) waitReady() {
 		status, _, err := h.request(ctx, "GET", "/v2/version", nil)
 		cancel()
 		if err == nil && status == http.StatusOK {
+			h.ready = true
 			return
 		}
 		select {
@@ -164,7 +166,9 @@ func (h *Host) stopAtEnd() {
 	if h.proc == nil || h.proc.exited() {
 		return // never started, or a test stopped or killed it
 	}
-	if err := h.proc.stop(15 * time.Second); err != nil {
+	// A daemon stopped before it answered (another failed to start)
+	// may not handle SIGTERM yet: only a ready one must exit cleanly.
+	if err := h.proc.stop(15 * time.Second); err != nil && h.ready {
 		h.lab.t.Errorf("mhtest: %s: the daemon did not stop cleanly on SIGTERM: %v", h.ID, err)
 	}
 }
