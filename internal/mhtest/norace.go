@@ -1,0 +1,5 @@
+//go:build !race
+
+package mhtest
+
+const raceEnabled = false
