@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -329,6 +330,20 @@ func (t *boltTx) ForEach(bucket string, fn func(key string, value []byte) error)
 		return err
 	}
 	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+}
+
+func (t *boltTx) forEachPrefix(bucket, prefix string, fn func(key string, value []byte) error) error {
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+		if err := fn(string(k), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ErrCorrupt is the error of a store file that cannot be read as a

@@ -359,11 +359,18 @@ func (t *etcdTx) Put(bucket, key string, value []byte) error {
 func (t *etcdTx) Delete(bucket, key string) error { return t.write(bucket, key, nil) }
 
 func (t *etcdTx) ForEach(bucket string, fn func(key string, value []byte) error) error {
+	return t.forEachPrefix(bucket, "", fn)
+}
+
+// forEachPrefix reads the bucket's keys under prefix in one range. In a
+// transaction that may write, the bucket's version key is read too: a key
+// added or removed under the prefix since is a conflict.
+func (t *etcdTx) forEachPrefix(bucket, prefix string, fn func(key string, value []byte) error) error {
 	if err := checkBucket(bucket); err != nil {
 		return err
 	}
 	vk := t.s.version(bucket)
-	resp, err := t.read(vk, clientv3.WithPrefix())
+	resp, err := t.read(vk+prefix, clientv3.WithPrefix())
 	if err != nil {
 		return err
 	}
@@ -377,8 +384,17 @@ func (t *etcdTx) ForEach(bucket string, fn func(key string, value []byte) error)
 		}
 		kvs[k] = kv.Value
 	}
+	if prefix != "" && !t.readOnly {
+		resp, err := t.read(vk)
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) > 0 {
+			t.reads[vk] = resp.Kvs[0].ModRevision
+		}
+	}
 	for k, w := range t.writes {
-		if w.bucket != bucket {
+		if w.bucket != bucket || !strings.HasPrefix(w.key, prefix) {
 			continue
 		}
 		if w.value == nil {
