@@ -79,6 +79,17 @@ func openBolt(dir string, ringSize int) (*BoltStore, error) {
 					return err
 				}
 			}
+			// Leased keys were announced by a process that held the
+			// file and is gone: they go with it. The revision does not
+			// change, as no watcher can have seen them.
+			for _, b := range leasedBuckets {
+				if err := tx.DeleteBucket([]byte(b)); err != nil {
+					return err
+				}
+				if _, err := tx.CreateBucket([]byte(b)); err != nil {
+					return err
+				}
+			}
 			rev = readRev(tx)
 			return nil
 		})
@@ -217,6 +228,34 @@ func (s *BoltStore) serve(ctx context.Context, w *Watcher, next int64) {
 		case <-ctx.Done():
 			w.end(ctx.Err())
 			return
+		}
+	}
+}
+
+// Announce implements Store. One process holds the file, so the key is
+// put, and deleted when ctx ends; one left by a crash goes at the next
+// open. ttl is not used.
+func (s *BoltStore) Announce(ctx context.Context, bucket, key string, value []byte, ttl time.Duration) error {
+	if err := checkLeased(bucket, key, ttl); err != nil {
+		return err
+	}
+	if err := s.Update(func(tx Tx) error { return tx.Put(bucket, key, value) }); err != nil {
+		return announceErr(bucket, key, err)
+	}
+	for {
+		s.mu.Lock()
+		closed, wake := s.closed, s.wake
+		s.mu.Unlock()
+		if closed {
+			return announceErr(bucket, key, errStoreClosed)
+		}
+		select {
+		case <-wake: // a commit, or the store closed
+		case <-ctx.Done():
+			if err := s.Update(func(tx Tx) error { return tx.Delete(bucket, key) }); err != nil {
+				return announceErr(bucket, key, err)
+			}
+			return nil
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package graph
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -51,6 +53,39 @@ const (
 	BucketRealized = "realized"
 )
 
+// leasedBuckets are the buckets of leased keys: written by Announce, and
+// emptied when a BoltStore opens (whoever announced them is gone).
+var leasedBuckets = []string{BucketAlive}
+
+// Alive is the value of a host's key in BucketAlive.
+type Alive struct {
+	// Since is when the host began announcing itself.
+	Since time.Time `json:"since"`
+}
+
+// AnnounceHost keeps host id's key in BucketAlive while ctx lasts (see
+// Store.Announce): the other hosts see it as running. It returns nil when
+// ctx ends.
+func AnnounceHost(ctx context.Context, s Store, id string, ttl time.Duration) error {
+	if err := ValidateID("host", id); err != nil {
+		return err
+	}
+	v, err := json.Marshal(Alive{Since: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	return s.Announce(ctx, BucketAlive, id, v, ttl)
+}
+
+// ListAlive returns the IDs of the hosts whose key is in BucketAlive.
+func ListAlive(tx Tx) (map[string]bool, error) {
+	alive := map[string]bool{}
+	err := tx.ForEach(BucketAlive, func(k string, _ []byte) error {
+		alive[k] = true
+		return nil
+	})
+	return alive, err
+}
 
 // GetHost reads one host's record; ErrNotFound if there is none.
 func GetHost(tx Tx, id string) (*Host, error) {

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -32,6 +33,7 @@ func testStore(t *testing.T, kit storeKit) {
 	t.Run("semantics", func(t *testing.T) { testSemantics(t, kit.open(t)) })
 	t.Run("hosts", func(t *testing.T) { testHosts(t, kit.open(t)) })
 	t.Run("realized", func(t *testing.T) { testRealized(t, kit.open(t)) })
+	t.Run("announce", func(t *testing.T) { testAnnounce(t, kit.open(t)) })
 	t.Run("revisions", func(t *testing.T) { testRevisions(t, kit.open(t)) })
 	t.Run("watch", func(t *testing.T) { testWatch(t, kit.open(t)) })
 	t.Run("watch resumes", func(t *testing.T) { testWatchResumes(t, kit.open(t)) })
@@ -617,5 +619,93 @@ func testRealized(t *testing.T, s Store) {
 		return PutRealized(tx, &Realized{Host: "hA", Kind: "vm", ID: "x"})
 	}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("PutRealized of kind vm: %v, want ErrInvalid", err)
+	}
+}
+
+// nextChange receives commits until one changes bucket/key.
+func nextChange(t *testing.T, w *Watcher, bucket, key string) Change {
+	t.Helper()
+	for {
+		for _, ch := range next(t, w).Changes {
+			if ch.Bucket == bucket && ch.Key == key {
+				return ch
+			}
+		}
+	}
+}
+
+func alive(t *testing.T, s Store) map[string]bool {
+	t.Helper()
+	var got map[string]bool
+	if err := s.View(func(tx Tx) (err error) {
+		got, err = ListAlive(tx)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func testAnnounce(t *testing.T, s Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r0, err := s.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.Watch(ctx, r0)
+
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 2)
+	go func() { done <- s.Announce(actx, BucketAlive, "hA", []byte("A"), 2*time.Second) }()
+	if ch := nextChange(t, w, BucketAlive, "hA"); ch.Deleted || string(ch.Value) != "A" {
+		t.Fatalf("announced key: %+v", ch)
+	}
+	before := time.Now().UTC()
+	go func() { done <- AnnounceHost(actx, s, "hB", 2*time.Second) }()
+	ch := nextChange(t, w, BucketAlive, "hB")
+	var v Alive
+	if err := json.Unmarshal(ch.Value, &v); err != nil || v.Since.Before(before.Add(-time.Second)) || time.Since(v.Since) > 10*time.Second {
+		t.Errorf("AnnounceHost value %s (%v): want {\"since\": now}", ch.Value, err)
+	}
+	if d := cmp.Diff(map[string]bool{"hA": true, "hB": true}, alive(t, s)); d != "" {
+		t.Errorf("ListAlive (-want +got):\n%s", d)
+	}
+
+	// Ending ctx removes the keys at once: no waiting for the ttl.
+	stop()
+	start := time.Now()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Errorf("Announce returned %v after its ctx ended, want nil", err)
+		}
+	}
+	for range 2 {
+		if ch := next(t, w); len(ch.Changes) != 1 || !ch.Changes[0].Deleted {
+			t.Errorf("after the announcers' end: %+v, want a deletion", ch)
+		}
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("announced keys went %v after ctx ended", took)
+	}
+	if got := alive(t, s); len(got) != 0 {
+		t.Errorf("ListAlive after the end = %v", got)
+	}
+
+	for _, tc := range []struct {
+		name, bucket, key string
+		ttl               time.Duration
+	}{
+		{"bucket not leased", bucketCENs, "x", time.Second},
+		{"no bucket", "nosuchbucket", "x", time.Second},
+		{"empty key", BucketAlive, "", time.Second},
+		{"no ttl", BucketAlive, "x", 0},
+	} {
+		if err := s.Announce(ctx, tc.bucket, tc.key, nil, tc.ttl); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Announce, %s: %v, want ErrInvalid", tc.name, err)
+		}
+	}
+	if err := AnnounceHost(ctx, s, "a/b", time.Second); !errors.Is(err, ErrInvalid) {
+		t.Errorf("AnnounceHost of a bad ID: %v, want ErrInvalid", err)
 	}
 }
