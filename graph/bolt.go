@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,6 +76,17 @@ func openBolt(dir string, ringSize int) (*BoltStore, error) {
 		return db.Update(func(tx *bolt.Tx) error {
 			for _, b := range append([]string{metaBucket}, Buckets...) {
 				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return err
+				}
+			}
+			// Leased keys were announced by a process that held the
+			// file and is gone: they go with it. The revision does not
+			// change, as no watcher can have seen them.
+			for _, b := range leasedBuckets {
+				if err := tx.DeleteBucket([]byte(b)); err != nil {
+					return err
+				}
+				if _, err := tx.CreateBucket([]byte(b)); err != nil {
 					return err
 				}
 			}
@@ -220,6 +232,34 @@ func (s *BoltStore) serve(ctx context.Context, w *Watcher, next int64) {
 	}
 }
 
+// Announce implements Store. One process holds the file, so the key is
+// put, and deleted when ctx ends; one left by a crash goes at the next
+// open. ttl is not used.
+func (s *BoltStore) Announce(ctx context.Context, bucket, key string, value []byte, ttl time.Duration) error {
+	if err := checkLeased(bucket, key, ttl); err != nil {
+		return err
+	}
+	if err := s.Update(func(tx Tx) error { return tx.Put(bucket, key, value) }); err != nil {
+		return announceErr(bucket, key, err)
+	}
+	for {
+		s.mu.Lock()
+		closed, wake := s.closed, s.wake
+		s.mu.Unlock()
+		if closed {
+			return announceErr(bucket, key, errStoreClosed)
+		}
+		select {
+		case <-wake: // a commit, or the store closed
+		case <-ctx.Done():
+			if err := s.Update(func(tx Tx) error { return tx.Delete(bucket, key) }); err != nil {
+				return announceErr(bucket, key, err)
+			}
+			return nil
+		}
+	}
+}
+
 // Close implements Store. It ends every watch.
 func (s *BoltStore) Close() error {
 	s.mu.Lock()
@@ -329,6 +369,20 @@ func (t *boltTx) ForEach(bucket string, fn func(key string, value []byte) error)
 		return err
 	}
 	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+}
+
+func (t *boltTx) forEachPrefix(bucket, prefix string, fn func(key string, value []byte) error) error {
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+		if err := fn(string(k), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ErrCorrupt is the error of a store file that cannot be read as a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 )
 
 // testRing is the ring size of the BoltStores under test: smaller than
@@ -80,5 +81,33 @@ func TestBoltSlowWatcherResyncs(t *testing.T) {
 	}
 	if !errors.Is(w.Err(), ErrResync) {
 		t.Errorf("slow watcher ended with %v after %d commits, want ErrResync", w.Err(), n)
+	}
+}
+
+// TestBoltAnnounce checks what the conformance suite cannot: a BoltStore's
+// leased keys do not outlive the process that announced them.
+func TestBoltAnnounce(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openBolt(dir, testRing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- AnnounceHost(context.Background(), s, "hA", time.Second) }()
+	for !alive(t, s)["hA"] {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Closing the store ends Announce, and leaves the key in the file as
+	// a crash would; the next open drops it.
+	s.Close()
+	if err := <-done; !errors.Is(err, errStoreClosed) {
+		t.Errorf("Announce on a closed store returned %v, want errStoreClosed", err)
+	}
+	if s, err = openBolt(dir, testRing); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := alive(t, s); len(got) != 0 {
+		t.Errorf("leased keys after reopen: %v", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -214,6 +215,82 @@ func (s *EtcdStore) Watch(ctx context.Context, fromRevision int64) *Watcher {
 	return w
 }
 
+// Announce implements Store with an etcd lease of ttl (in whole seconds,
+// and at least the cluster's minimum, 2s for etcd's default timing), kept
+// alive while ctx lasts. When the lease is lost (etcd did not answer for
+// a ttl, or it expired meanwhile), the key is put again under a new lease
+// as soon as etcd answers, retrying with backoff. When ctx ends the lease
+// is revoked, so the key goes at once; if etcd does not answer that, the
+// key expires by itself.
+func (s *EtcdStore) Announce(ctx context.Context, bucket, key string, value []byte, ttl time.Duration) error {
+	if err := checkLeased(bucket, key, ttl); err != nil {
+		return err
+	}
+	secs := int64(math.Ceil(ttl.Seconds()))
+	wait := etcdAnnounceBackoff
+	for {
+		held, err := s.hold(ctx, s.key(bucket, key), value, secs)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case s.cli.Ctx().Err() != nil:
+			return announceErr(bucket, key, errStoreClosed)
+		case err != nil && !errors.Is(err, ErrUnavailable):
+			return announceErr(bucket, key, err)
+		}
+		if held {
+			wait = etcdAnnounceBackoff
+		}
+		select {
+		case <-time.After(wait/2 + rand.N(wait)):
+		case <-ctx.Done():
+			return nil
+		}
+		wait = min(2*wait, etcdAnnounceMaxBackoff)
+	}
+}
+
+// Announce's retries: from etcdAnnounceBackoff, doubling up to
+// etcdAnnounceMaxBackoff (each with jitter), so that a key lost in a
+// partition is back soon after it heals.
+const (
+	etcdAnnounceBackoff    = 50 * time.Millisecond
+	etcdAnnounceMaxBackoff = time.Second
+	etcdRevokeTimeout      = time.Second
+)
+
+// hold puts key under a new lease of secs seconds and keeps the lease
+// alive until ctx ends (it then revokes it) or the lease is lost. held
+// says the key was put.
+func (s *EtcdStore) hold(ctx context.Context, key string, value []byte, secs int64) (held bool, err error) {
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	lease, err := s.cli.Grant(rctx, secs)
+	if err != nil {
+		return false, s.fail(ctx, "grant lease", err)
+	}
+	if _, err := s.cli.Put(rctx, key, string(value), clientv3.WithLease(lease.ID)); err != nil {
+		// The lease, if granted, expires by itself.
+		return false, s.fail(ctx, "put leased key", err)
+	}
+	kctx, kcancel := context.WithCancel(ctx)
+	defer kcancel()
+	ch, err := s.cli.KeepAlive(kctx, lease.ID)
+	if err == nil {
+		for range ch {
+		}
+	}
+	if ctx.Err() == nil {
+		// Lost: the lease expired, or etcd did not answer within its
+		// TTL (it may still hold it: it then expires unrenewed).
+		return true, err
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), min(s.timeout, etcdRevokeTimeout))
+	defer rcancel()
+	s.cli.Revoke(rctx, lease.ID)
+	return true, nil
+}
+
 // commits groups a watch response's events by revision, leaving out the
 // version keys.
 func (s *EtcdStore) commits(evs []*clientv3.Event) []Commit {
@@ -359,11 +436,18 @@ func (t *etcdTx) Put(bucket, key string, value []byte) error {
 func (t *etcdTx) Delete(bucket, key string) error { return t.write(bucket, key, nil) }
 
 func (t *etcdTx) ForEach(bucket string, fn func(key string, value []byte) error) error {
+	return t.forEachPrefix(bucket, "", fn)
+}
+
+// forEachPrefix reads the bucket's keys under prefix in one range. In a
+// transaction that may write, the bucket's version key is read too: a key
+// added or removed under the prefix since is a conflict.
+func (t *etcdTx) forEachPrefix(bucket, prefix string, fn func(key string, value []byte) error) error {
 	if err := checkBucket(bucket); err != nil {
 		return err
 	}
 	vk := t.s.version(bucket)
-	resp, err := t.read(vk, clientv3.WithPrefix())
+	resp, err := t.read(vk+prefix, clientv3.WithPrefix())
 	if err != nil {
 		return err
 	}
@@ -377,8 +461,17 @@ func (t *etcdTx) ForEach(bucket string, fn func(key string, value []byte) error)
 		}
 		kvs[k] = kv.Value
 	}
+	if prefix != "" && !t.readOnly {
+		resp, err := t.read(vk)
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) > 0 {
+			t.reads[vk] = resp.Kvs[0].ModRevision
+		}
+	}
 	for k, w := range t.writes {
-		if w.bucket != bucket {
+		if w.bucket != bucket || !strings.HasPrefix(w.key, prefix) {
 			continue
 		}
 		if w.value == nil {

@@ -200,3 +200,157 @@ func TestEtcdManyReads(t *testing.T) {
 		t.Errorf("cins (-want +got):\n%s", d)
 	}
 }
+
+// pause stops the server's process (SIGSTOP): it holds its connections
+// and answers nothing, as a host cut off by a partition looks to others.
+// The test resumes it (SIGCONT) when it ends, if it did not.
+func (s *etcdServer) pause(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(s.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.resume(t) })
+}
+
+// resume continues a paused server.
+func (s *etcdServer) resume(t *testing.T) {
+	t.Helper()
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	if err := syscall.Kill(s.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEtcdLeaseExpires checks that the key of an announcer that dies
+// without revoking its lease goes about a ttl later, and that watchers see
+// it go.
+func TestEtcdLeaseExpires(t *testing.T) {
+	t.Parallel()
+	kit := etcdKit(startEtcd(t))
+	s := kit.open(t)
+	other := kit.twin(t, s).(*EtcdStore) // the announcer's process
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r0, err := s.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.Watch(ctx, r0)
+	const ttl = 2 * time.Second
+	done := make(chan error, 1)
+	go func() { done <- AnnounceHost(ctx, other, "hB", ttl) }()
+	if ch := nextChange(t, w, BucketAlive, "hB"); ch.Deleted {
+		t.Fatalf("announced key: %+v", ch)
+	}
+	// Let a keep-alive or two pass: the key outlives its first ttl.
+	time.Sleep(ttl + ttl/2)
+	if !alive(t, s)["hB"] {
+		t.Fatalf("announced key gone after %v while kept alive", ttl+ttl/2)
+	}
+
+	// Its client goes without revoking the lease, as a process killed.
+	other.cli.Close()
+	killed := time.Now()
+	if err := <-done; !errors.Is(err, errStoreClosed) {
+		t.Errorf("Announce on a closed store returned %v, want errStoreClosed", err)
+	}
+	if ch := nextChange(t, w, BucketAlive, "hB"); !ch.Deleted {
+		t.Fatalf("after the announcer's end: %+v, want its deletion", ch)
+	}
+	took := time.Since(killed)
+	t.Logf("leased key went %v after its announcer", took)
+	if took > ttl+1500*time.Millisecond {
+		t.Errorf("leased key went %v after its announcer, want within about the ttl (%v)", took, ttl)
+	}
+}
+
+// TestEtcdAnnounceAfterPause checks that a key whose lease was lost while
+// etcd did not answer is put again once it does, and then kept.
+func TestEtcdAnnounceAfterPause(t *testing.T) {
+	t.Parallel()
+	srv := startEtcd(t)
+	s := etcdKit(srv).open(t).(*EtcdStore)
+	s.timeout = time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r0, err := s.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.Watch(ctx, r0)
+	const ttl = time.Second // etcd grants its minimum, 2s
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Announce(actx, BucketAlive, "hA", []byte("A"), ttl) }()
+	if ch := nextChange(t, w, BucketAlive, "hA"); ch.Deleted {
+		t.Fatalf("announced key: %+v", ch)
+	}
+
+	srv.pause(t)
+	time.Sleep(3500 * time.Millisecond) // past the granted ttl
+	srv.resume(t)
+	resumed := time.Now()
+	// The lease expired during the pause: the key is deleted (unless it
+	// was put again first) and put again.
+	for {
+		ch := nextChange(t, w, BucketAlive, "hA")
+		t.Logf("%v after the pause: %+v", time.Since(resumed).Round(time.Millisecond), ch)
+		if !ch.Deleted {
+			break
+		}
+	}
+	if took := time.Since(resumed); took > 3*time.Second {
+		t.Errorf("key put again %v after etcd answered again", took)
+	}
+	time.Sleep(3 * time.Second) // past the ttl again: kept alive
+	if !alive(t, s)["hA"] {
+		t.Fatal("key put again after the pause is not kept alive")
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("Announce returned %v, want nil", err)
+	}
+	if ch := nextChange(t, w, BucketAlive, "hA"); !ch.Deleted {
+		t.Errorf("after the end: %+v, want a deletion", ch)
+	}
+}
+
+// TestEtcdPaused checks that with etcd paused (its connections open,
+// nothing answered) an Update fails with ErrUnavailable after the request
+// timeout rather than hanging, and that it works again once etcd does.
+func TestEtcdPaused(t *testing.T) {
+	t.Parallel()
+	srv := startEtcd(t)
+	s := etcdKit(srv).open(t).(*EtcdStore)
+	if s.timeout != etcdRequestTimeout {
+		t.Fatalf("timeout %v, want the default", s.timeout)
+	}
+	mustUpdate(t, s, putFn(bucketCENs, "a", "1"))
+	srv.pause(t)
+	for _, tc := range []struct {
+		name string
+		fn   func(Tx) error
+	}{
+		{"read-modify-write", func(tx Tx) error { return increment(tx, bucketCENs, "a") }},
+		{"blind write", putFn(bucketCENs, "b", "blind")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			err := s.Update(tc.fn)
+			took := time.Since(start)
+			if !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Update with etcd paused: %v, want ErrUnavailable", err)
+			}
+			if took > etcdRequestTimeout+2*time.Second {
+				t.Errorf("Update with etcd paused took %v", took)
+			}
+		})
+	}
+	srv.resume(t)
+	mustUpdate(t, s, func(tx Tx) error { return increment(tx, bucketCENs, "a") })
+	// A write that timed out was sent: etcd may apply it when it answers
+	// again. Callers cannot tell "not done" from "done late".
+	t.Logf("after the pause: %v", dump(t, s, bucketCENs))
+}

@@ -250,7 +250,8 @@ const (
 const BucketOplog = "oplog"
 
 // Buckets lists every bucket a Store must hold.
-var Buckets = []string{bucketCENs, bucketContainers, bucketCINs, bucketCPools, bucketProjects, bucketVMs, BucketOplog}
+var Buckets = []string{bucketCENs, bucketContainers, bucketCINs, bucketCPools, bucketProjects, bucketVMs, BucketOplog,
+	BucketHosts, BucketAlive, BucketRealized}
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 
@@ -414,13 +415,20 @@ func list[T any](tx Tx, bucket string) ([]*T, error) {
 	var out []*T
 	err := tx.ForEach(bucket, func(k string, v []byte) error {
 		t := new(T)
-		if err := json.Unmarshal(v, t); err != nil {
-			return fmt.Errorf("decode %s %q: %w", bucket, k, err)
+		if err := decode(bucket, k, v, t); err != nil {
+			return err
 		}
 		out = append(out, t)
 		return nil
 	})
 	return out, err
+}
+
+func decode(bucket, key string, b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %s %q: %w", bucket, key, err)
+	}
+	return nil
 }
 
 // Errorf formats an error of a kind (ErrNotFound, ErrConflict, ErrInvalid)

@@ -3,6 +3,9 @@ package graph
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"time"
 )
 
 // Store persists the graph. It is deliberately small: the embedded
@@ -39,6 +42,18 @@ type Store interface {
 	// after fromRevision are no longer kept, the Watcher ends at once
 	// with an error wrapping ErrResync.
 	Watch(ctx context.Context, fromRevision int64) *Watcher
+
+	// Announce keeps key in a bucket of leased keys (BucketAlive) with
+	// value while ctx lasts and this process can reach the store, and
+	// returns nil once ctx ends and the key is removed. The key goes
+	// (a deletion that watchers see) about ttl after this process stops
+	// reaching the store, or dies; when it can reach the store again, the
+	// key is put again. It fails at once on a bad bucket or key, and
+	// when the store closes.
+	//
+	// Leased keys come and go outside transactions: a transaction that
+	// lists such a bucket is not run again when one of its keys expires.
+	Announce(ctx context.Context, bucket, key string, value []byte, ttl time.Duration) error
 }
 
 // Tx is one transaction over named buckets of keys.
@@ -110,3 +125,22 @@ func (w *Watcher) end(err error) {
 
 // errStoreClosed ends the watches of a store that closed.
 var errStoreClosed = errors.New("store closed")
+
+// checkLeased checks Announce's arguments.
+func checkLeased(bucket, key string, ttl time.Duration) error {
+	if !slices.Contains(leasedBuckets, bucket) {
+		return Errorf(ErrInvalid, "announce in bucket %q: not a bucket of leased keys", bucket)
+	}
+	if key == "" {
+		return Errorf(ErrInvalid, "announce in bucket %q: empty key", bucket)
+	}
+	if ttl <= 0 {
+		return Errorf(ErrInvalid, "announce %s/%s: ttl %v", bucket, key, ttl)
+	}
+	return nil
+}
+
+// announceErr wraps an Announce failure.
+func announceErr(bucket, key string, err error) error {
+	return fmt.Errorf("announce %s/%s: %w", bucket, key, err)
+}

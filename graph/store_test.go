@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -30,6 +31,9 @@ type storeKit struct {
 // testStore is the conformance suite every Store passes.
 func testStore(t *testing.T, kit storeKit) {
 	t.Run("semantics", func(t *testing.T) { testSemantics(t, kit.open(t)) })
+	t.Run("hosts", func(t *testing.T) { testHosts(t, kit.open(t)) })
+	t.Run("realized", func(t *testing.T) { testRealized(t, kit.open(t)) })
+	t.Run("announce", func(t *testing.T) { testAnnounce(t, kit.open(t)) })
 	t.Run("revisions", func(t *testing.T) { testRevisions(t, kit.open(t)) })
 	t.Run("watch", func(t *testing.T) { testWatch(t, kit.open(t)) })
 	t.Run("watch resumes", func(t *testing.T) { testWatchResumes(t, kit.open(t)) })
@@ -439,6 +443,10 @@ func testConflictReruns(t *testing.T, s, twin Store) {
 		{"bucket deletion", func(tx Tx) error {
 			return tx.ForEach(bucketCENs, func(string, []byte) error { return nil })
 		}, func(tx Tx) error { return tx.Delete(bucketCENs, "new") }},
+		{"prefix", func(tx Tx) error { _, err := ListRealized(tx, RealizedCEN, "net"); return err },
+			func(tx Tx) error {
+				return PutRealized(tx, &Realized{Host: "hB", Kind: RealizedCEN, ID: "net", State: StateConfigured})
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runs := 0
@@ -492,5 +500,212 @@ func testResync(t *testing.T, s Store, forget func()) {
 	r := mustUpdate(t, s, putFn(bucketCENs, "b", "2"))
 	if cm := next(t, w); cm.Revision != r {
 		t.Errorf("watch after resync: commit at %d, want %d", cm.Revision, r)
+	}
+}
+
+func testHosts(t *testing.T, s Store) {
+	started := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	hs := []*Host{
+		{ID: "hB", Underlay: "192.0.2.2", VXLANPort: 4789, MTU: 1450, VNIRange: "4096-16777215", Started: started},
+		{ID: "hA", Underlay: "192.0.2.1", VXLANPort: 4789, MTU: 1450, VNIRange: "4096-16777215", Version: "v1.2", Started: started},
+	}
+	mustUpdate(t, s, func(tx Tx) error {
+		for _, h := range hs {
+			if err := PutHost(tx, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := s.View(func(tx Tx) error {
+		got, err := ListHosts(tx)
+		if err != nil {
+			return err
+		}
+		if d := cmp.Diff([]*Host{hs[1], hs[0]}, got); d != "" {
+			t.Errorf("ListHosts (-want +got):\n%s", d)
+		}
+		h, err := GetHost(tx, "hA")
+		if err != nil {
+			return err
+		}
+		if d := cmp.Diff(hs[1], h); d != "" {
+			t.Errorf("GetHost (-want +got):\n%s", d)
+		}
+		if _, err := GetHost(tx, "hZ"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("GetHost(hZ) err = %v, want ErrNotFound", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The JSON names are part of the API (GET /host shows them).
+	raw := dump(t, s, BucketHosts)["hB"]
+	want := `{"hostID":"hB","underlay":"192.0.2.2","vxlan_port":4789,"mtu":1450,"vni_range":"4096-16777215","started":"2026-12-01T10:00:00Z"}`
+	if raw != want {
+		t.Errorf("host record = %s, want %s", raw, want)
+	}
+	if err := s.Update(func(tx Tx) error { return PutHost(tx, &Host{ID: "a/b"}) }); !errors.Is(err, ErrInvalid) {
+		t.Errorf("PutHost of a bad ID: %v, want ErrInvalid", err)
+	}
+}
+
+func testRealized(t *testing.T, s Store) {
+	rs := []*Realized{
+		{Host: "hB", Kind: RealizedCEN, ID: "net", Revision: 7, State: StateConfigured},
+		{Host: "hA", Kind: RealizedCEN, ID: "net", Revision: 7, State: StateFailed, Error: "no underlay"},
+		{Host: "hA", Kind: RealizedCEN, ID: "net2", Revision: 3, State: StateConfigured},
+		{Host: "hA", Kind: RealizedCEN, ID: "ne", Revision: 3, State: StateConfigured},
+		{Host: "hA", Kind: RealizedCIN, ID: "net", Revision: 9, State: StateConfigured},
+	}
+	mustUpdate(t, s, func(tx Tx) error {
+		for _, r := range rs {
+			if err := PutRealized(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	list := func(kind, id string) []*Realized {
+		t.Helper()
+		var got []*Realized
+		if err := s.View(func(tx Tx) (err error) {
+			got, err = ListRealized(tx, kind, id)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for _, tc := range []struct {
+		kind, id string
+		want     []*Realized
+	}{
+		{RealizedCEN, "net", []*Realized{rs[1], rs[0]}},
+		{RealizedCEN, "ne", []*Realized{rs[3]}},
+		{RealizedCIN, "net", []*Realized{rs[4]}},
+		{RealizedCIN, "none", nil},
+	} {
+		if d := cmp.Diff(tc.want, list(tc.kind, tc.id)); d != "" {
+			t.Errorf("ListRealized(%s, %s) (-want +got):\n%s", tc.kind, tc.id, d)
+		}
+	}
+	if got := dump(t, s, BucketRealized)[RealizedKey(RealizedCEN, "net", "hA")]; got == "" {
+		t.Errorf("no record under RealizedKey")
+	}
+
+	// Inside a transaction, ListRealized sees the transaction's own writes.
+	mustUpdate(t, s, func(tx Tx) error {
+		if err := DeleteRealized(tx, RealizedCEN, "net", "hB"); err != nil {
+			return err
+		}
+		if err := PutRealized(tx, &Realized{Host: "hC", Kind: RealizedCEN, ID: "net", Revision: 8, State: StatePending}); err != nil {
+			return err
+		}
+		got, err := ListRealized(tx, RealizedCEN, "net")
+		if err != nil {
+			return err
+		}
+		var hosts []string
+		for _, r := range got {
+			hosts = append(hosts, r.Host)
+		}
+		if d := cmp.Diff([]string{"hA", "hC"}, hosts); d != "" {
+			t.Errorf("ListRealized of own writes (-want +got):\n%s", d)
+		}
+		return nil
+	})
+	if err := s.Update(func(tx Tx) error {
+		return PutRealized(tx, &Realized{Host: "hA", Kind: "vm", ID: "x"})
+	}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("PutRealized of kind vm: %v, want ErrInvalid", err)
+	}
+}
+
+// nextChange receives commits until one changes bucket/key.
+func nextChange(t *testing.T, w *Watcher, bucket, key string) Change {
+	t.Helper()
+	for {
+		for _, ch := range next(t, w).Changes {
+			if ch.Bucket == bucket && ch.Key == key {
+				return ch
+			}
+		}
+	}
+}
+
+func alive(t *testing.T, s Store) map[string]bool {
+	t.Helper()
+	var got map[string]bool
+	if err := s.View(func(tx Tx) (err error) {
+		got, err = ListAlive(tx)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func testAnnounce(t *testing.T, s Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r0, err := s.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.Watch(ctx, r0)
+
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 2)
+	go func() { done <- s.Announce(actx, BucketAlive, "hA", []byte("A"), 2*time.Second) }()
+	if ch := nextChange(t, w, BucketAlive, "hA"); ch.Deleted || string(ch.Value) != "A" {
+		t.Fatalf("announced key: %+v", ch)
+	}
+	before := time.Now().UTC()
+	go func() { done <- AnnounceHost(actx, s, "hB", 2*time.Second) }()
+	ch := nextChange(t, w, BucketAlive, "hB")
+	var v Alive
+	if err := json.Unmarshal(ch.Value, &v); err != nil || v.Since.Before(before.Add(-time.Second)) || time.Since(v.Since) > 10*time.Second {
+		t.Errorf("AnnounceHost value %s (%v): want {\"since\": now}", ch.Value, err)
+	}
+	if d := cmp.Diff(map[string]bool{"hA": true, "hB": true}, alive(t, s)); d != "" {
+		t.Errorf("ListAlive (-want +got):\n%s", d)
+	}
+
+	// Ending ctx removes the keys at once: no waiting for the ttl.
+	stop()
+	start := time.Now()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Errorf("Announce returned %v after its ctx ended, want nil", err)
+		}
+	}
+	for range 2 {
+		if ch := next(t, w); len(ch.Changes) != 1 || !ch.Changes[0].Deleted {
+			t.Errorf("after the announcers' end: %+v, want a deletion", ch)
+		}
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("announced keys went %v after ctx ended", took)
+	}
+	if got := alive(t, s); len(got) != 0 {
+		t.Errorf("ListAlive after the end = %v", got)
+	}
+
+	for _, tc := range []struct {
+		name, bucket, key string
+		ttl               time.Duration
+	}{
+		{"bucket not leased", bucketCENs, "x", time.Second},
+		{"no bucket", "nosuchbucket", "x", time.Second},
+		{"empty key", BucketAlive, "", time.Second},
+		{"no ttl", BucketAlive, "x", 0},
+	} {
+		if err := s.Announce(ctx, tc.bucket, tc.key, nil, tc.ttl); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Announce, %s: %v, want ErrInvalid", tc.name, err)
+		}
+	}
+	if err := AnnounceHost(ctx, s, "a/b", time.Second); !errors.Is(err, ErrInvalid) {
+		t.Errorf("AnnounceHost of a bad ID: %v, want ErrInvalid", err)
 	}
 }
