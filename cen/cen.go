@@ -12,14 +12,27 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 
 	"github.com/leviathan-net/leviathan/graph"
 )
 
 // Spec is one CEN as a CEN file describes it.
 type Spec struct {
-	ID         string
+	ID string
+	// Containers are the members: a container ID names a container of
+	// the host whose API takes the file, "hostID/containerID" one of
+	// another host.
 	Containers []string
+}
+
+// SplitMember splits a member of a CEN file into its host ("" when it
+// names none) and container ID.
+func SplitMember(s string) (host, id string) {
+	if h, c, ok := strings.Cut(s, "/"); ok {
+		return h, c
+	}
+	return "", s
 }
 
 type fileJSON struct {
@@ -31,7 +44,7 @@ type fileJSON struct {
 
 // ParseFile decodes and validates a CEN file:
 //
-//	{"cenList":[{"cenID":"cen1","containerIDs":["c1","c2"]}, ...]}
+//	{"cenList":[{"cenID":"cen1","containerIDs":["c1","c2","host2/c3"]}, ...]}
 //
 // Unknown keys are ignored, as leviathan did. Every entry has its
 // containerIDs: a missing (or null) list is malformed, not an empty CEN,
@@ -74,7 +87,13 @@ func ParseFile(r io.Reader) ([]Spec, error) {
 		}
 		members := map[string]bool{}
 		for _, c := range *e.ContainerIDs {
-			if err := graph.ValidateID("container", c); err != nil {
+			h, ctr := SplitMember(c)
+			if strings.Contains(c, "/") {
+				if err := graph.ValidateID("host", h); err != nil {
+					return nil, fmt.Errorf("CEN file: CEN %q: member %q: %w", id, c, err)
+				}
+			}
+			if err := graph.ValidateID("container", ctr); err != nil {
 				return nil, fmt.Errorf("CEN file: CEN %q: %w", id, err)
 			}
 			if members[c] {
@@ -148,8 +167,12 @@ func Plan(n int) graph.Wiring {
 // bridge, and its settings live on its fabric end.
 //
 // A CEN with a TAP member (an emulated VM) is a bridge too: the VM's TAP
-// is a port of it.
+// is a port of it. So is a CEN whose members are on several hosts, on
+// each of them: a VXLAN port on each host's bridge joins them.
 func WiringOf(c *graph.CEN) graph.Wiring {
+	if len(c.Hosts()) > 1 {
+		return graph.WiringBridge
+	}
 	if (len(c.Links) > 0 || len(c.TAPMembers) > 0) && len(c.Members) >= 2 {
 		return graph.WiringBridge
 	}
@@ -185,6 +208,12 @@ func MAC(cenID string, m graph.Member) net.HardwareAddr {
 // BridgeMAC is the bridge's own address; fixing it keeps it from changing
 // as ports come and go.
 func BridgeMAC(cenID string) net.HardwareAddr { return mac("bridge", cenID) }
+
+// HostBridgeMAC is the MAC of a CEN's bridge on a host that does not
+// route it, when the CEN spans hosts: BridgeMAC is the gateway's, and a
+// second bridge with it on the same segment would take the gateway's
+// frames for itself.
+func HostBridgeMAC(cenID, host string) net.HardwareAddr { return mac("bridge", cenID, host) }
 
 func mac(parts ...string) net.HardwareAddr {
 	sum := hash(parts...)

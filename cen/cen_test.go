@@ -55,7 +55,10 @@ func TestParseFile(t *testing.T) {
 		{name: "no cenID", in: `{"cenList":[{"containerIDs":["c"]}]}`, err: graph.ErrInvalid, msg: "no cenID"},
 		{name: "bad CEN ID", in: `{"cenList":[{"cenID":"-a","containerIDs":[]}]}`, err: graph.ErrInvalid, msg: `"-a"`},
 		{name: "long CEN ID", in: `{"cenList":[{"cenID":"` + long + `","containerIDs":[]}]}`, err: graph.ErrInvalid},
-		{name: "bad container ID", in: `{"cenList":[{"cenID":"a","containerIDs":["c/1"]}]}`, err: graph.ErrInvalid, msg: `"c/1"`},
+		{name: "bad container ID", in: `{"cenList":[{"cenID":"a","containerIDs":["c 1"]}]}`, err: graph.ErrInvalid, msg: `"c 1"`},
+		{name: "bad host of a member", in: `{"cenList":[{"cenID":"a","containerIDs":["h 1/c"]}]}`, err: graph.ErrInvalid, msg: `"h 1/c"`},
+		{name: "member with no host", in: `{"cenList":[{"cenID":"a","containerIDs":["/c"]}]}`, err: graph.ErrInvalid, msg: `"/c"`},
+		{name: "member with two slashes", in: `{"cenList":[{"cenID":"a","containerIDs":["h/c/d"]}]}`, err: graph.ErrInvalid, msg: `"c/d"`},
 		{name: "CEN twice", in: `{"cenList":[{"cenID":"a","containerIDs":[]},{"cenID":"a","containerIDs":[]}]}`, err: graph.ErrInvalid, msg: "twice"},
 		{name: "container twice", in: `{"cenList":[{"cenID":"a","containerIDs":["c","c"]}]}`, err: graph.ErrInvalid, msg: "twice"},
 		{name: "trailing data", in: `{"cenList":[]} {}`, err: graph.ErrInvalid, msg: "trailing"},
@@ -176,5 +179,18 @@ func TestValidateCENIDReserved(t *testing.T) {
 	}
 	if err := ValidateCENID("cen1"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestParseFileMembersOfHosts(t *testing.T) {
+	specs, err := ParseFile(strings.NewReader(`{"cenList":[{"cenID":"a","containerIDs":["c1","h2/c2"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, c := SplitMember(specs[0].Containers[1]); h != "h2" || c != "c2" {
+		t.Errorf("SplitMember(%q) = %q, %q", specs[0].Containers[1], h, c)
+	}
+	if h, c := SplitMember(specs[0].Containers[0]); h != "" || c != "c1" {
+		t.Errorf("SplitMember(%q) = %q, %q", specs[0].Containers[0], h, c)
 	}
 }

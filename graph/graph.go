@@ -122,6 +122,30 @@ type CEN struct {
 	// TAPMembers are the members, by Member.Key, that are reached through
 	// a TAP on the bridge (emulated VMs): a CEN with one is a bridge.
 	TAPMembers []string `json:"tap_members,omitempty"`
+	// VNI is the CEN's VXLAN network identifier, used when its members
+	// are on several hosts (0 on CENs from before hosts were joined).
+	VNI uint32 `json:"vni,omitempty"`
+	// Router is the host that routes the made CIN over the CEN: it holds
+	// the CEN's bridge, with the gateway, even without members of its own.
+	Router string `json:"router,omitempty"`
+	// OpHost is the host whose API last changed the CEN: that host did
+	// its own part of the change; the others realize theirs from the
+	// store.
+	OpHost string `json:"op_host,omitempty"`
+}
+
+// Hosts returns the hosts that hold a part of the CEN: those of its
+// members and its router, in order.
+func (c *CEN) Hosts() []string {
+	var hs []string
+	for _, m := range c.Members {
+		hs = append(hs, m.Host)
+	}
+	if c.Router != "" {
+		hs = append(hs, c.Router)
+	}
+	slices.Sort(hs)
+	return slices.Compact(hs)
 }
 
 // LinkSettings impair one member's link on a CEN, each direction alike.
@@ -201,6 +225,11 @@ type CIN struct {
 	Addrs map[string]string `json:"addrs"`
 	State State             `json:"state"`
 	Error string            `json:"error,omitempty"`
+	// Router is the host whose fabric routes between the CIN's CENs
+	// while it is made (chosen at make: the first host with members).
+	Router string `json:"router,omitempty"`
+	// OpHost is the host whose API last changed the CIN (see CEN.OpHost).
+	OpHost string `json:"op_host,omitempty"`
 }
 
 // AddrKey is the key of a member's address on a CEN in CIN.Addrs.
@@ -244,6 +273,14 @@ const (
 	bucketContainers = "containers"
 	bucketCINs       = "cins"
 	bucketCPools     = "cpools"
+)
+
+// The buckets of CENs, CINs and containers, whose changes a host's
+// realizer follows.
+const (
+	BucketCENs       = bucketCENs
+	BucketCINs       = bucketCINs
+	BucketContainers = bucketContainers
 )
 
 // BucketOplog holds the objects' operation logs (core's), by object key.
