@@ -96,31 +96,46 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 	defer s.locks.lock(keys...)()
 
 	// Resolve containers not yet known (I/O stays outside the transaction).
-	known := map[string]bool{}
+	known := map[graph.Member]bool{}
 	ctrOf := map[graph.Member]*graph.Container{}
 	if err := s.store.View(func(tx graph.Tx) error {
 		cs, err := graph.ListContainers(tx)
 		for _, c := range cs {
-			known[c.ID] = c.Host == s.host
+			known[c.Member()] = true
 			ctrOf[c.Member()] = c
 		}
 		return err
 	}); err != nil {
 		return sum, err
 	}
-	fresh := map[string]*graph.Container{}
+	membersOf := map[string][]graph.Member{}
+	fresh := map[graph.Member]*graph.Container{}
 	for _, sp := range specs {
-		for _, id := range sp.Containers {
-			if known[id] || fresh[id] != nil {
+		ms := []graph.Member{}
+		for _, x := range sp.Containers {
+			h, id := cen.SplitMember(x)
+			if h == "" {
+				h = s.host
+			}
+			m := graph.Member{Host: h, Container: id}
+			if slices.Contains(ms, m) {
 				continue
 			}
-			c, err := s.resolve(ctx, s.host, id)
+			ms = append(ms, m)
+			if known[m] || fresh[m] != nil {
+				continue
+			}
+			if err := s.checkHost(h); err != nil {
+				return sum, fmt.Errorf("CEN %q: %w", sp.ID, err)
+			}
+			c, err := s.resolve(ctx, h, id)
 			if err != nil {
 				return sum, err
 			}
-			fresh[id] = c
-			ctrOf[c.Member()] = c
+			fresh[m] = c
+			ctrOf[m] = c
 		}
+		membersOf[sp.ID] = ms
 	}
 
 	err := s.store.Update(func(tx graph.Tx) error {
@@ -129,12 +144,9 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 		if err != nil {
 			return err
 		}
-		alloc := newCENAlloc(all)
+		alloc := s.newCENAlloc(all)
 		for _, sp := range specs {
-			members := make([]graph.Member, len(sp.Containers))
-			for i, id := range sp.Containers {
-				members[i] = graph.Member{Host: s.host, Container: id}
-			}
+			members := membersOf[sp.ID]
 			old := alloc.byID[sp.ID]
 			switch {
 			case old == nil:
@@ -144,7 +156,7 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 				}
 				c.Members = members
 				s.markTAPMembers(c, ctrOf)
-				if err := graph.PutCEN(tx, c); err != nil {
+				if err := s.putCEN(tx, c); err != nil {
 					return err
 				}
 				sum.Created = append(sum.Created, sp.ID)
@@ -155,7 +167,7 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 			default:
 				old.Members = members
 				s.markTAPMembers(old, ctrOf)
-				if err := graph.PutCEN(tx, old); err != nil {
+				if err := s.putCEN(tx, old); err != nil {
 					return err
 				}
 				sum.Updated = append(sum.Updated, sp.ID)
@@ -183,20 +195,23 @@ func (s *Service) ImportCENs(ctx context.Context, specs []cen.Spec) (ImportSumma
 	return sum, nil
 }
 
-// cenAlloc hands out link groups and checks interface names against the
-// CENs that exist.
+// cenAlloc hands out link groups and VNIs, and checks interface names
+// against the CENs that exist.
 type cenAlloc struct {
+	s      *Service
 	byID   map[string]*graph.CEN
 	names  map[string]string
 	groups map[uint32]bool
+	vnis   map[uint32]bool
 }
 
-func newCENAlloc(all []*graph.CEN) *cenAlloc {
-	a := &cenAlloc{byID: map[string]*graph.CEN{}, names: map[string]string{}, groups: map[uint32]bool{}}
+func (s *Service) newCENAlloc(all []*graph.CEN) *cenAlloc {
+	a := &cenAlloc{s: s, byID: map[string]*graph.CEN{}, names: map[string]string{}, groups: map[uint32]bool{}, vnis: map[uint32]bool{}}
 	for _, c := range all {
 		a.byID[c.ID] = c
 		a.names[c.IfName] = c.ID
 		a.groups[c.Group] = true
+		a.vnis[c.VNI] = true
 	}
 	return a
 }
@@ -210,8 +225,12 @@ func (a *cenAlloc) add(id string) (*graph.CEN, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &graph.CEN{ID: id, Members: []graph.Member{}, IfName: name, Group: g, State: graph.StatePending}
-	a.byID[id], a.names[name], a.groups[g] = c, id, true
+	vni, err := a.s.freeVNI(a.vnis)
+	if err != nil {
+		return nil, err
+	}
+	c := &graph.CEN{ID: id, Members: []graph.Member{}, IfName: name, Group: g, VNI: vni, State: graph.StatePending}
+	a.byID[id], a.names[name], a.groups[g], a.vnis[vni] = c, id, true, true
 	return c, nil
 }
 
@@ -226,7 +245,7 @@ func (s *Service) CreateCEN(ctx context.Context, id string) (v CENView, created 
 		if err != nil {
 			return err
 		}
-		a := newCENAlloc(all)
+		a := s.newCENAlloc(all)
 		if c := a.byID[id]; c != nil {
 			v, err = cenView(tx, c)
 			return err
@@ -236,7 +255,7 @@ func (s *Service) CreateCEN(ctx context.Context, id string) (v CENView, created 
 			return err
 		}
 		v, created = viewCEN(c, nil), true
-		return graph.PutCEN(tx, c)
+		return s.putCEN(tx, c)
 	})
 	return v, created, err
 }
@@ -358,6 +377,9 @@ func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) 
 		errs := make([]error, len(cs))
 		for i := range cs {
 			Progress(ctx, i, len(cs))
+			if errs[i] = s.partErr(cs[i]); errs[i] != nil {
+				continue
+			}
 			if errs[i] = s.fab.Apply(ctx, nil, specs[i]); errs[i] != nil {
 				// Apply undid what it created, but a CEN made before
 				// keeps what it had: a failed CEN holds nothing.
@@ -439,10 +461,33 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 	for i, c := range cs {
 		specs[i] = s.spec(c, ctrs)
 	}
-	if err := markTransient(s, op, cs, graph.GetCEN, graph.PutCEN); err != nil {
+	rev, err := markTransient(ctx, s, op, cs, graph.GetCEN, s.putCEN)
+	if err != nil {
 		return nil, err
 	}
 	errs := do(cs, specs)
+	// The other hosts' parts: they realize them from the store, and this
+	// call waits for their reports. A make that failed anywhere is undone
+	// here, and by the others once the CEN is committed failed.
+	want := map[awaitKey][]string{}
+	for i, c := range cs {
+		if hs := s.others(c); len(hs) > 0 && (errs[i] == nil || op == OpDestroy) {
+			want[awaitKey{kindCEN, c.ID}] = hs
+		}
+	}
+	fails := s.await(ctx, want, rev)
+	for i, c := range cs {
+		ferr := fails[awaitKey{kindCEN, c.ID}]
+		if ferr == nil {
+			continue
+		}
+		if op == OpMake {
+			if derr := s.fab.Destroy(context.WithoutCancel(ctx), specs[i]); derr != nil {
+				ferr = fmt.Errorf("%w (and removing this host's part failed: %w)", ferr, derr)
+			}
+		}
+		errs[i] = errors.Join(errs[i], ferr)
+	}
 	results := make([]Result, len(cs))
 	var failed []error
 	for i, c := range cs {
@@ -464,7 +509,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 			if results[i].Error == "" || op != OpDestroy {
 				c.State, c.Error = results[i].State, results[i].Error
 			}
-			if err := graph.PutCEN(tx, c); err != nil {
+			if err := s.putCEN(tx, c); err != nil {
 				return err
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"time"
 
@@ -141,14 +142,15 @@ func allocate(c *graph.CIN, cens map[string]*graph.CEN) error {
 	return nil
 }
 
-// cinSpec is what the kernel should hold for a made CIN: gateways on its
-// made bridge CENs, addresses on its members' interfaces, and for each
-// member one route to the prefix, through its first bridge CEN (or
-// on-link through its first CEN when it is on no bridge of the CIN).
-func cinSpec(w *cinWorld) *netfab.CIN {
+// cinSpec is what this host's kernel should hold for a made CIN: gateways
+// on its made bridge CENs (on the host that routes the CIN), addresses on
+// its members' interfaces (those of this host), and for each member one
+// route to the prefix, through its first bridge CEN (or on-link through
+// its first CEN when it is on no bridge of the CIN).
+func (s *Service) cinSpec(w *cinWorld) *netfab.CIN {
 	c := w.cin
 	p := netip.MustParsePrefix(c.Prefix)
-	s := &netfab.CIN{ID: c.ID, Table: c.Table, Prefix: p}
+	sp := &netfab.CIN{ID: c.ID, Table: c.Table, Prefix: p}
 	routed := map[string]int{} // netns → index of its routed address
 	for _, id := range c.CENs {
 		n := w.cens[id]
@@ -160,9 +162,14 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 		var gw netip.Addr
 		if wiring == graph.WiringBridge {
 			gw = cin.Gateway(subnet)
-			s.Gateways = append(s.Gateways, netfab.Gateway{Bridge: n.IfName, Addr: netip.PrefixFrom(gw, subnet.Bits())})
+			if c.Router == "" || c.Router == s.host {
+				sp.Gateways = append(sp.Gateways, netfab.Gateway{Bridge: n.IfName, Addr: netip.PrefixFrom(gw, subnet.Bits())})
+			}
 		}
 		for _, m := range n.Members {
+			if m.Host != s.host {
+				continue // its own host addresses it
+			}
 			a, ok := c.Addrs[graph.AddrKey(id, m)]
 			if !ok || !wired(n, m, w.ctrs) {
 				continue // a member that does not run keeps its address for when it does
@@ -172,18 +179,18 @@ func cinSpec(w *cinWorld) *netfab.CIN {
 				continue // a TAP member: its runtime sets its address (syncTAPAddresses)
 			}
 			addr := netfab.Address{Member: m.Container, Netns: ns, IfName: n.IfName, Addr: netip.PrefixFrom(netip.MustParseAddr(a), subnet.Bits())}
-			if i, ok := routed[ns]; !ok || (!s.Addresses[i].Via.IsValid() && gw.IsValid()) {
+			if i, ok := routed[ns]; !ok || (!sp.Addresses[i].Via.IsValid() && gw.IsValid()) {
 				if ok {
-					s.Addresses[i].Route, s.Addresses[i].DefaultRoute = false, false
+					sp.Addresses[i].Route, sp.Addresses[i].DefaultRoute = false, false
 				}
 				addr.Route, addr.Via = true, gw
 				addr.DefaultRoute = (c.DefaultRoute || slices.Contains(w.ctrs[m].DefaultRouteCENs, id)) && gw.IsValid()
-				routed[ns] = len(s.Addresses)
+				routed[ns] = len(sp.Addresses)
 			}
-			s.Addresses = append(s.Addresses, addr)
+			sp.Addresses = append(sp.Addresses, addr)
 		}
 	}
-	return s
+	return sp
 }
 
 // ImportCINs creates or updates CINs in one transaction: all or nothing.
@@ -326,7 +333,7 @@ func (s *Service) putCINSpec(tx graph.Tx, byID map[string]*graph.CIN, sp cin.Spe
 		clear(c.Addrs)
 	}
 	byID[c.ID] = c
-	return graph.PutCIN(tx, c)
+	return s.putCIN(tx, c)
 }
 
 // PutCIN creates or updates one CIN (the body of PUT /cin/{id}).
@@ -443,32 +450,89 @@ func (s *Service) lockCINsOnce(ids []string) (unlock func(), worlds []*cinWorld,
 // MakeCINs addresses the members of CINs in the kernel. Every CEN of a
 // CIN must be made. Each CIN succeeds or fails on its own; a failed one is
 // rolled back and left "failed" with the reason.
+//
+// On several hosts, one host routes the CIN (its router: the first host
+// with members, by ID): it holds every CEN's bridge with the gateways,
+// and each host addresses its own members.
 func (s *Service) MakeCINs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cinBatch(ctx, ids, OpMake, graph.StateConfigured, func(w *cinWorld) error {
-		for _, id := range w.cin.CENs {
-			if w.cens[id].State != graph.StateConfigured {
-				return graph.Errorf(graph.ErrConflict, "CEN %q is not made (make it first: POST /cen/make)", id)
-			}
-		}
-		if err := allocate(w.cin, w.cens); err != nil {
-			return err
-		}
-		return s.fab.ApplyCIN(ctx, nil, cinSpec(w), nil)
-	})
+	return s.cinBatch(ctx, ids, OpMake, graph.StateConfigured)
 }
 
 // DestroyCINs removes exactly the addresses, routes and rules the CINs
 // added; members keep their addresses in the graph for the next make.
 func (s *Service) DestroyCINs(ctx context.Context, ids []string) ([]Result, error) {
-	return s.cinBatch(ctx, ids, OpDestroy, graph.StatePending, func(w *cinWorld) error {
-		if w.cin.State != graph.StateConfigured {
-			return nil
-		}
-		return s.fab.ApplyCIN(ctx, cinSpec(w), nil, nil)
-	})
+	return s.cinBatch(ctx, ids, OpDestroy, graph.StatePending)
 }
 
-func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState graph.State, do func(*cinWorld) error) (_ []Result, err error) {
+// prepareMake checks that a CIN can be made, gives its members their
+// addresses and picks its router, which its CENs record too. It changes
+// w in place.
+func (s *Service) prepareMake(w *cinWorld) error {
+	hosts := []string{}
+	for _, id := range w.cin.CENs {
+		if w.cens[id].State != graph.StateConfigured {
+			return graph.Errorf(graph.ErrConflict, "CEN %q is not made (make it first: POST /cen/make)", id)
+		}
+		for _, m := range w.cens[id].Members {
+			hosts = append(hosts, m.Host)
+		}
+	}
+	if err := allocate(w.cin, w.cens); err != nil {
+		return err
+	}
+	w.cin.Router = s.host
+	if len(hosts) > 0 {
+		w.cin.Router = slices.Min(hosts)
+	}
+	return nil
+}
+
+// withRouter returns w's CENs as they are with router as their router
+// ("" for none), by ID, leaving w as it is.
+func withRouter(w *cinWorld, router string) map[string]*graph.CEN {
+	out := map[string]*graph.CEN{}
+	for id, n := range w.cens {
+		c := *n
+		c.Router = router
+		out[id] = &c
+	}
+	return out
+}
+
+// applyRouters changes this host's part of CENs whose router changes
+// (a bridge of their own, or its MAC): from before to after.
+func (s *Service) applyRouters(ctx context.Context, before, after map[string]*graph.CEN, ctrs map[graph.Member]*graph.Container) error {
+	for _, id := range slices.Sorted(maps.Keys(after)) {
+		b, a := before[id], after[id]
+		if b.Router == a.Router {
+			continue
+		}
+		if err := s.partErr(a); err != nil {
+			return err
+		}
+		if pb, pa := s.spec(b, ctrs), s.spec(a, ctrs); !reflect.DeepEqual(pb, pa) {
+			if err := s.fab.Apply(ctx, pb, pa); err != nil {
+				return fmt.Errorf("CEN %s: %w", id, err)
+			}
+		}
+	}
+	return nil
+}
+
+// cinHosts returns the hosts other than this one with a part of a CIN.
+func (s *Service) cinHosts(w *cinWorld) []string {
+	var hs []string
+	for _, n := range w.cens {
+		hs = append(hs, s.others(n)...)
+	}
+	if w.cin.Router != "" && w.cin.Router != s.host {
+		hs = append(hs, w.cin.Router)
+	}
+	slices.Sort(hs)
+	return slices.Compact(hs)
+}
+
+func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState graph.State) (_ []Result, err error) {
 	if err := validateIDs("CIN", ids); err != nil {
 		return nil, err
 	}
@@ -478,24 +542,100 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 		return nil, err
 	}
 	defer unlock()
-	cins := make([]*graph.CIN, len(worlds))
+	results := make([]Result, len(worlds))
+	errs := make([]error, len(worlds))
+	before := make([][]addrEntry, len(worlds))
+	was := make([]graph.State, len(worlds))
+	cens := make([]map[string]*graph.CEN, len(worlds)) // with their routers after
+	olds := make([]map[string]*graph.CEN, len(worlds))
 	for i, w := range worlds {
-		cins[i] = w.cin
+		before[i], was[i], olds[i] = cinAddresses(w), w.cin.State, w.cens
+		switch {
+		case op == OpMake:
+			errs[i] = s.prepareMake(w)
+			cens[i] = withRouter(w, w.cin.Router)
+		case w.cin.State == graph.StateConfigured:
+			cens[i] = withRouter(w, "")
+		default:
+			cens[i] = w.cens
+		}
 	}
-	if err := markTransient(s, op, cins, graph.GetCIN, graph.PutCIN); err != nil {
+	// One commit says what every host is to realize: the CINs in their
+	// transient state, with their addresses and routers, and their CENs'
+	// routers.
+	st := graph.StateRunning
+	if op == OpDestroy {
+		st = graph.StateDeleting
+	}
+	rev, err := s.store.UpdateRev(ctx, func(tx graph.Tx) error {
+		for i, w := range worlds {
+			c := *w.cin
+			c.State = st
+			if err := s.putCIN(tx, &c); err != nil {
+				return err
+			}
+			if op == OpMake && errs[i] == nil {
+				for _, id := range w.cin.CENs {
+					if cens[i][id].Router != olds[i][id].Router {
+						if err := s.putCEN(tx, cens[i][id]); err != nil {
+							return err
+						}
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	results := make([]Result, len(worlds))
-	before := make([][]addrEntry, len(worlds))
-	var failed []error
+	want := map[awaitKey][]string{}
 	for i, w := range worlds {
 		Progress(ctx, i, len(worlds))
-		before[i] = cinAddresses(w)
+		if errs[i] != nil {
+			continue
+		}
+		if op == OpMake {
+			if errs[i] = s.applyRouters(ctx, olds[i], cens[i], w.ctrs); errs[i] == nil {
+				next := &cinWorld{cin: w.cin, cens: cens[i], ctrs: w.ctrs}
+				if errs[i] = s.fab.ApplyCIN(ctx, nil, s.cinSpec(next), nil); errs[i] != nil {
+					s.applyRouters(context.WithoutCancel(ctx), cens[i], olds[i], w.ctrs)
+				}
+			}
+		} else if was[i] == graph.StateConfigured {
+			errs[i] = s.fab.ApplyCIN(ctx, s.cinSpec(w), nil, nil)
+		}
+		if hs := s.cinHosts(&cinWorld{cin: w.cin, cens: cens[i]}); len(hs) > 0 && errs[i] == nil {
+			want[awaitKey{kindCIN, w.cin.ID}] = hs
+		}
+	}
+	fails := s.await(ctx, want, rev)
+	var failed []error
+	for i, w := range worlds {
+		err := errors.Join(errs[i], fails[awaitKey{kindCIN, w.cin.ID}])
 		results[i] = Result{CIN: w.cin.ID, State: okState}
-		if err := do(w); err != nil {
-			results[i] = Result{CIN: w.cin.ID, State: failedState(op, w.cin.State), Error: err.Error()}
+		if err != nil {
+			if op == OpMake && errs[i] == nil {
+				// Made here, failed elsewhere: undo this host's part.
+				next := &cinWorld{cin: w.cin, cens: cens[i], ctrs: w.ctrs}
+				s.fab.ApplyCIN(context.WithoutCancel(ctx), s.cinSpec(next), nil, nil)
+				s.applyRouters(context.WithoutCancel(ctx), cens[i], olds[i], w.ctrs)
+			}
+			results[i] = Result{CIN: w.cin.ID, State: failedState(op, was[i]), Error: err.Error()}
 			failed = append(failed, fmt.Errorf("%s CIN %s: %w", op, w.cin.ID, err))
 			s.log.Warn(string(op)+" failed", "cin", w.cin.ID, "err", err)
+		}
+	}
+	// A CIN that is not made has no router; on a destroy its CENs lose
+	// theirs here and on the other hosts, which follow the commit.
+	for i, w := range worlds {
+		if results[i].State != graph.StateConfigured {
+			w.cin.Router = ""
+			if op == OpDestroy && results[i].Error == "" {
+				if err := s.applyRouters(ctx, olds[i], cens[i], w.ctrs); err != nil {
+					s.log.Warn("destroy: CENs' routers", "cin", w.cin.ID, "err", err)
+				}
+			}
 		}
 	}
 	err = s.commit(func(tx graph.Tx) error {
@@ -503,9 +643,31 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 			if results[i].Error == "" || op != OpDestroy {
 				w.cin.State, w.cin.Error = results[i].State, results[i].Error
 			}
-			if err := graph.PutCIN(tx, w.cin); err != nil {
+			if err := s.putCIN(tx, w.cin); err != nil {
 				return err
 			}
+			after := cens[i]
+			switch {
+			case results[i].Error == "":
+			case op == OpMake:
+				after = withRouter(&cinWorld{cens: olds[i]}, "")
+			default:
+				after = olds[i]
+			}
+			for _, id := range w.cin.CENs {
+				cur, err := graph.GetCEN(tx, id)
+				if err != nil {
+					return err
+				}
+				if cur.Router == after[id].Router {
+					continue
+				}
+				cur.Router = after[id].Router
+				if err := s.putCEN(tx, cur); err != nil {
+					return err
+				}
+			}
+			w.cens = after
 		}
 		return nil
 	}, func() []monitor.Event {
@@ -538,7 +700,7 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 	w := worlds[0]
 	before := cinAddresses(w)
 	if w.cin.State == graph.StateConfigured {
-		if err := s.fab.ApplyCIN(ctx, cinSpec(w), nil, nil); err != nil {
+		if err := s.fab.ApplyCIN(ctx, s.cinSpec(w), nil, nil); err != nil {
 			return fmt.Errorf("delete CIN %s: %w", id, err)
 		}
 	}

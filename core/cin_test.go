@@ -97,7 +97,8 @@ func TestCINSpecPlan(t *testing.T) {
 	if err := allocate(w.cin, w.cens); err != nil {
 		t.Fatal(err)
 	}
-	s := cinSpec(w)
+	svc := &Service{host: "h"}
+	s := svc.cinSpec(w)
 	if len(s.Gateways) != 2 || s.Gateways[0].Addr.String() != "10.10.1.1/24" || s.Gateways[1].Addr.String() != "10.10.2.1/24" {
 		t.Errorf("gateways: %+v", s.Gateways)
 	}
@@ -122,10 +123,40 @@ func TestCINSpecPlan(t *testing.T) {
 	}
 	// A container on no bridge of the CIN routes on-link through its first CEN.
 	w.cens["ba"].State, w.cens["bb"].State = graph.StatePending, graph.StatePending
-	s = cinSpec(w)
+	s = svc.cinSpec(w)
 	for _, a := range s.Addresses {
 		if a.Route && (a.Via != netip.Addr{} || a.IfName != "w") {
 			t.Errorf("wire-only member: %+v", a)
+		}
+	}
+}
+
+// On several hosts each host addresses its own members, and only the
+// CIN's router holds the gateways.
+func TestCINSpecPerHost(t *testing.T) {
+	c := &graph.CEN{ID: "x", IfName: "x", State: graph.StateConfigured, Members: []graph.Member{{Host: "h1", Container: "a"}, {Host: "h2", Container: "b"}, {Host: "h2", Container: "c"}}}
+	w := &cinWorld{
+		cin:  &graph.CIN{ID: "n", CENs: []string{"x"}, Prefix: "10.10.0.0/16", State: graph.StateConfigured, Router: "h1"},
+		cens: map[string]*graph.CEN{"x": c},
+		ctrs: map[graph.Member]*graph.Container{},
+	}
+	for _, m := range c.Members {
+		w.ctrs[m] = &graph.Container{Host: m.Host, ID: m.Container, Netns: "/ns/" + m.Container, State: graph.StateRunning}
+	}
+	if err := allocate(w.cin, w.cens); err != nil {
+		t.Fatal(err)
+	}
+	h1 := (&Service{host: "h1"}).cinSpec(w)
+	h2 := (&Service{host: "h2"}).cinSpec(w)
+	if len(h1.Gateways) != 1 || len(h2.Gateways) != 0 {
+		t.Errorf("gateways: router %+v, other %+v", h1.Gateways, h2.Gateways)
+	}
+	if len(h1.Addresses) != 1 || h1.Addresses[0].Member != "a" || len(h2.Addresses) != 2 {
+		t.Errorf("addresses: h1 %+v, h2 %+v", h1.Addresses, h2.Addresses)
+	}
+	for _, a := range h2.Addresses {
+		if len(h1.Gateways) == 1 && a.Via != h1.Gateways[0].Addr.Addr() {
+			t.Errorf("h2's member %s routes via %v, want the router's gateway %v", a.Member, a.Via, h1.Gateways[0].Addr)
 		}
 	}
 }

@@ -50,6 +50,8 @@ type Options struct {
 	// Metrics receives measurements of make and destroy (none when nil).
 	Metrics Metrics
 	Log     *slog.Logger
+	// Hosts is this host's part among several sharing the Store.
+	Hosts HostConfig
 }
 
 // Service implements the internal API.
@@ -68,6 +70,12 @@ type Service struct {
 	// evMu is held across each event-producing commit and its publish,
 	// and across CIN snapshots: see commit.
 	evMu sync.Mutex
+	hc   HostConfig
+	// peers are the hosts sharing the store, as the realizer last saw.
+	peers hostTable
+	// real is what this host's kernel holds of CENs and CINs that span
+	// hosts: see realizer.
+	real realized
 }
 
 // New returns a Service; call Reconcile before serving requests.
@@ -94,17 +102,17 @@ func New(o Options) (*Service, error) {
 	if o.Metrics != nil {
 		metrics = o.Metrics
 	}
-	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, bus: bus, metrics: metrics, log: log, oplog: newOplog(o.Store, bus)}, nil
-}
-
-func (s *Service) checkHost(host string) error {
-	if err := graph.ValidateID("host", host); err != nil {
-		return err
+	hc := o.Hosts
+	if hc.VXLANPort == 0 {
+		hc.VXLANPort = DefaultVXLANPort
 	}
-	if host != s.host {
-		return graph.Errorf(graph.ErrNotFound, "no host %q (this server is %q)", host, s.host)
+	if hc.VNIs == (VNIRange{}) {
+		hc.VNIs = DefaultVNIs
 	}
-	return nil
+	if hc.Timeout == 0 {
+		hc.Timeout = defaultHostTimeout
+	}
+	return &Service{host: o.HostID, store: o.Store, fab: o.Fabric, runtimes: o.Runtimes, pool: pool, bus: bus, metrics: metrics, log: log, oplog: newOplog(o.Store, bus), hc: hc}, nil
 }
 
 // Lock keys.
@@ -166,9 +174,27 @@ func (k *keyedLocks) lock(keys ...string) (unlock func()) {
 // the CEN as it was.
 // A member of a TAP runtime (an emulated VM) gets a TAP on the bridge
 // instead of a veth.
+//
+// Only this host's members have ports here. A CEN that spans hosts is a
+// bridge with a VXLAN port on each host that has a part of it; only its
+// router's bridge has the gateway's MAC. A host with no part holds
+// nothing of the CEN.
 func (s *Service) spec(c *graph.CEN, ctrs map[graph.Member]*graph.Container) *netfab.CEN {
 	sp := &netfab.CEN{ID: c.ID, Name: c.IfName, Group: c.Group, BridgeMAC: cen.BridgeMAC(c.ID), Plan: cen.WiringOf(c)}
+	if !s.hasPart(c) {
+		sp.Plan = graph.WiringNone
+		return sp
+	}
+	if len(c.Hosts()) > 1 {
+		sp.VXLAN = s.vxlan(c)
+		if c.Router != s.host {
+			sp.BridgeMAC = cen.HostBridgeMAC(c.ID, s.host)
+		}
+	}
 	for _, m := range c.Members {
+		if m.Host != s.host {
+			continue
+		}
 		ctr := ctrs[m]
 		if !ctr.Running() {
 			continue
@@ -258,4 +284,17 @@ func containersOf(tx graph.Tx, ms []graph.Member, into map[graph.Member]*graph.C
 		into[m] = ctr
 	}
 	return nil
+}
+
+// putCEN writes a CEN changed by this host's API: the other hosts
+// realize their part of it, this host did its own.
+func (s *Service) putCEN(tx graph.Tx, c *graph.CEN) error {
+	c.OpHost = s.host
+	return graph.PutCEN(tx, c)
+}
+
+// putCIN writes a CIN changed by this host's API (see putCEN).
+func (s *Service) putCIN(tx graph.Tx, c *graph.CIN) error {
+	c.OpHost = s.host
+	return graph.PutCIN(tx, c)
 }

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/leviathan-net/leviathan/cen"
@@ -13,15 +14,22 @@ import (
 // out in commit order, and a snapshot taken under evMu (CINMembers) is
 // consistent with the bus's sequence number.
 func (s *Service) commit(fn func(tx graph.Tx) error, events func() []monitor.Event) error {
+	_, err := s.commitRev(context.Background(), fn, events)
+	return err
+}
+
+// commitRev is commit, bounded by ctx, returning the revision committed.
+func (s *Service) commitRev(ctx context.Context, fn func(tx graph.Tx) error, events func() []monitor.Event) (int64, error) {
 	s.evMu.Lock()
 	defer s.evMu.Unlock()
-	if err := s.store.Update(fn); err != nil {
-		return err
+	rev, err := s.store.UpdateRev(ctx, fn)
+	if err != nil {
+		return rev, err
 	}
 	if events != nil {
 		s.bus.Publish(events()...)
 	}
-	return nil
+	return rev, nil
 }
 
 // Bus is the service's event bus.

@@ -118,13 +118,13 @@ func (s *Service) Import(ctx context.Context, x Export) (ImportResult, error) {
 		}
 		for _, c := range x.CENs {
 			c.State, c.Error = graph.StatePending, ""
-			if err := graph.PutCEN(tx, c); err != nil {
+			if err := s.putCEN(tx, c); err != nil {
 				return err
 			}
 		}
 		for _, c := range x.CINs {
 			c.State, c.Error = graph.StatePending, ""
-			if err := graph.PutCIN(tx, c); err != nil {
+			if err := s.putCIN(tx, c); err != nil {
 				return err
 			}
 		}

@@ -181,6 +181,19 @@ func (s *Service) RegisterContainer(ctx context.Context, host, id string, r Regi
 	if err != nil {
 		return v, false, err
 	}
+	if host != s.host && c.Runtime == "" {
+		// Another host's container: that host finds it.
+		if err := s.awaitResolved(ctx, c); err != nil {
+			if created {
+				if derr := s.store.Update(func(tx graph.Tx) error { return graph.DeleteContainer(tx, host, id) }); derr != nil {
+					err = fmt.Errorf("%w (and forgetting it failed: %w)", err, derr)
+				}
+			}
+			return v, false, err
+		}
+		v.Runtime, v.State, v.Error, v.Netns = c.Runtime, c.State, c.Error, c.Netns
+		return v, created, nil
+	}
 	if err := s.refresh(ctx, []*graph.Container{c}); err != nil {
 		if created {
 			if derr := s.store.Update(func(tx graph.Tx) error { return graph.DeleteContainer(tx, host, id) }); derr != nil {
@@ -355,7 +368,7 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		return v, true, err
 	}
 
-	err = s.commit(func(tx graph.Tx) error {
+	rev, err := s.commitRev(ctx, func(tx graph.Tx) error {
 		if fresh != nil {
 			if err := graph.PutContainer(tx, fresh); err != nil {
 				return err
@@ -365,11 +378,11 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 			return err
 		}
 		if ncin != nil {
-			if err := graph.PutCIN(tx, ncin); err != nil {
+			if err := s.putCIN(tx, ncin); err != nil {
 				return err
 			}
 		}
-		return graph.PutCEN(tx, nc)
+		return s.putCEN(tx, nc)
 	}, func() []monitor.Event {
 		action := monitor.ActionContainerLeft
 		if add {
@@ -381,6 +394,26 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		}
 		return evs
 	})
+	if err == nil && c.State == graph.StateConfigured {
+		// The other hosts' parts: the member's own host wires it, the
+		// others change their flood lists when a host joins or leaves.
+		want := map[awaitKey][]string{}
+		if hs := append(s.others(c), s.others(nc)...); len(hs) > 0 {
+			want[awaitKey{kindCEN, cenID}] = hs
+		}
+		if w != nil && w.cin.State == graph.StateConfigured {
+			if hs := s.cinHosts(nw); len(hs) > 0 {
+				want[awaitKey{kindCIN, w.cin.ID}] = hs
+			}
+		}
+		var errs []error
+		for _, e := range s.await(ctx, want, rev) {
+			errs = append(errs, e)
+		}
+		if err = errors.Join(errs...); err != nil {
+			err = fmt.Errorf("CEN %s changed, but not everywhere yet: %w", cenID, err)
+		}
+	}
 	if err == nil && w != nil && s.tapRuntimeOf(ctrs[m]) != nil {
 		s.syncTAPAddresses(ctx) // a VM joined or left a CEN of a made CIN
 	}
@@ -468,6 +501,9 @@ func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs 
 		return nil
 	}
 	fail := func(err error) error { return fmt.Errorf("CEN %s: %w", c.ID, err) }
+	if err := s.partErr(nc); err != nil {
+		return err
+	}
 	if err := s.fab.Apply(ctx, s.spec(c, ctrs), s.spec(nc, ctrs)); err != nil {
 		return fail(err)
 	}
@@ -478,7 +514,7 @@ func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs 
 	// addresses need applying again.
 	rewired := cen.WiringOf(c) != cen.WiringOf(nc)
 	dirty := func(a netfab.Address) bool { return rewired && a.IfName == nc.IfName }
-	if err := s.fab.ApplyCIN(ctx, cinSpec(w), cinSpec(nw), dirty); err != nil {
+	if err := s.fab.ApplyCIN(ctx, s.cinSpec(w), s.cinSpec(nw), dirty); err != nil {
 		if uerr := s.fab.Apply(context.WithoutCancel(ctx), s.spec(nc, ctrs), s.spec(c, ctrs)); uerr != nil {
 			err = fmt.Errorf("%w (and undoing the CEN change failed: %w)", err, uerr)
 		}
@@ -543,6 +579,9 @@ func (s *Service) forgetContainer(ctx context.Context, m graph.Member) (done boo
 	if len(cs) > 0 {
 		return false, nil
 	}
+	if m.Host != s.host {
+		return true, s.forgetRemote(ctx, ctr)
+	}
 	// The namespace goes before the record: a crash in between leaves a
 	// record (whose namespace reconcile recreates), never an unknown
 	// namespace.
@@ -552,4 +591,59 @@ func (s *Service) forgetContainer(ctx context.Context, m graph.Member) (done boo
 		}
 	}
 	return true, s.store.Update(func(tx graph.Tx) error { return graph.DeleteContainer(tx, m.Host, m.Container) })
+}
+
+// awaitResolved waits until the host of a container registered from
+// here has found it, and updates c as its host recorded it.
+func (s *Service) awaitResolved(ctx context.Context, c *graph.Container) error {
+	ctx, cancel := context.WithTimeout(ctx, s.hc.Timeout)
+	defer cancel()
+	err := s.waitFor(ctx, func(tx graph.Tx) (bool, error) {
+		cur, err := graph.GetContainer(tx, c.Host, c.ID)
+		if err != nil {
+			return false, err
+		}
+		if alive, err := graph.ListAlive(tx); err != nil || !alive[c.Host] {
+			return false, errors.Join(err, graph.Errorf(graph.ErrUnavailable, "host %q is unknown (its lease expired): it cannot find container %q", c.Host, c.ID))
+		}
+		*c = *cur
+		return cur.Runtime != "" || cur.State == graph.StateFailed, nil
+	}, graph.BucketContainers, graph.BucketAlive)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return graph.Errorf(graph.ErrUnavailable, "host %q did not find container %q within %v", c.Host, c.ID, s.hc.Timeout)
+	case err != nil:
+		return err
+	case c.State == graph.StateFailed:
+		return graph.Errorf(graph.ErrNotFound, "host %q: %s", c.Host, c.Error)
+	}
+	return nil
+}
+
+// forgetRemote asks a container's own host to release what its runtime
+// made for it and forget it, and waits until it has.
+func (s *Service) forgetRemote(ctx context.Context, ctr *graph.Container) error {
+	if err := s.store.Update(func(tx graph.Tx) error {
+		cur, err := graph.GetContainer(tx, ctr.Host, ctr.ID)
+		if err != nil {
+			return err
+		}
+		cur.State = graph.StateDeleting
+		return graph.PutContainer(tx, cur)
+	}); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.hc.Timeout)
+	defer cancel()
+	err := s.waitFor(ctx, func(tx graph.Tx) (bool, error) {
+		_, err := graph.GetContainer(tx, ctr.Host, ctr.ID)
+		if errors.Is(err, graph.ErrNotFound) {
+			return true, nil
+		}
+		return false, err
+	}, graph.BucketContainers)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return graph.Errorf(graph.ErrUnavailable, "host %q did not forget container %q within %v: it will when it runs again", ctr.Host, ctr.ID, s.hc.Timeout)
+	}
+	return err
 }

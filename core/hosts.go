@@ -259,7 +259,9 @@ func (s *Service) await(ctx context.Context, want map[awaitKey][]string, rev int
 	defer cancel()
 	pending := map[awaitKey][]string{}
 	for k, hs := range want {
-		if hs = slices.DeleteFunc(slices.Clone(hs), func(h string) bool { return h == s.host }); len(hs) > 0 {
+		hs = slices.Clone(hs)
+		slices.Sort(hs)
+		if hs = slices.DeleteFunc(slices.Compact(hs), func(h string) bool { return h == s.host }); len(hs) > 0 {
 			pending[k] = hs
 		}
 	}
@@ -379,4 +381,13 @@ func (s *Service) Register(ctx context.Context, version string) error {
 		}
 	}
 	return nil
+}
+
+// AwaitAlive waits until the store shows this host running (its lease
+// is in place).
+func (s *Service) AwaitAlive(ctx context.Context) error {
+	return s.waitFor(ctx, func(tx graph.Tx) (bool, error) {
+		alive, err := graph.ListAlive(tx)
+		return alive[s.host], err
+	}, graph.BucketAlive)
 }

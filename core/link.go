@@ -261,7 +261,7 @@ func (s *Service) changeLinkOnce(ctx context.Context, m graph.Member, cenID stri
 	if err := s.applyMemberChange(ctx, c, &nc, sc.ctrs, w, nw); err != nil {
 		return v, true, err
 	}
-	err = s.commit(func(tx graph.Tx) error { return graph.PutCEN(tx, &nc) }, func() []monitor.Event {
+	err = s.commit(func(tx graph.Tx) error { return s.putCEN(tx, &nc) }, func() []monitor.Event {
 		st := LinkUp
 		if next != nil && next.State == LinkDown {
 			st = LinkDown

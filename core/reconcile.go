@@ -23,6 +23,9 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		all  []*graph.Container
 	)
 	if err := s.store.View(func(tx graph.Tx) (err error) {
+		if err := s.peers.load(tx); err != nil {
+			return err
+		}
 		if cens, err = graph.ListCENs(tx); err != nil {
 			return err
 		}
@@ -52,7 +55,9 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	}
 	var desired []*netfab.CEN
 	for _, c := range cens {
-		if c.State == graph.StateConfigured {
+		// Made, or being made by another host's call (this host's own
+		// calls that it stopped in were settled above).
+		if live(c.State) && s.hasPart(c) && s.partErr(c) == nil {
 			desired = append(desired, s.spec(c, ctrs))
 		}
 	}
@@ -66,9 +71,14 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			return err
 		}
 		c.State, c.Error = graph.StateFailed, why
-		return graph.PutCEN(tx, c)
+		return s.putCEN(tx, c)
 	}); err != nil {
 		return err
+	}
+	for _, sp := range desired {
+		if rep.Failed[sp.ID] == nil {
+			s.real.setCEN(sp.ID, sp)
+		}
 	}
 	s.log.Info("reconciled CENs", "made_cens", len(desired), "containers", len(local), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
 	for id, ferr := range rep.Failed {
@@ -86,14 +96,14 @@ func (s *Service) reconcileCINs(ctx context.Context, namespaces []string) error 
 			return err
 		}
 		for _, c := range all {
-			if c.State != graph.StateConfigured {
+			if !live(c.State) {
 				continue
 			}
 			w, err := loadCINWorld(tx, c)
 			if err != nil {
 				return err
 			}
-			desired = append(desired, cinSpec(w))
+			desired = append(desired, s.cinSpec(w))
 		}
 		return nil
 	}); err != nil {
@@ -109,9 +119,14 @@ func (s *Service) reconcileCINs(ctx context.Context, namespaces []string) error 
 			return err
 		}
 		c.State, c.Error = graph.StateFailed, why
-		return graph.PutCIN(tx, c)
+		return s.putCIN(tx, c)
 	}); err != nil {
 		return err
+	}
+	for _, sp := range desired {
+		if rep.Failed[sp.ID] == nil {
+			s.real.setCIN(sp.ID, sp)
+		}
 	}
 	s.log.Info("reconciled CINs", "made_cins", len(desired), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
 	for id, ferr := range rep.Failed {

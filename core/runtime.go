@@ -159,8 +159,13 @@ func (r *NetnsRuntime) Release(ctx context.Context, c *graph.Container) error {
 	return r.NS.DeleteNetns(c.Netns)
 }
 
-// resolve finds which runtime container id belongs to.
+// resolve finds which runtime container id belongs to. A container of
+// another host is that host's to resolve: it is recorded pending, and
+// that host's realizer finds it (adoptContainers).
 func (s *Service) resolve(ctx context.Context, host, id string) (*graph.Container, error) {
+	if host != s.host {
+		return &graph.Container{Host: host, ID: id, State: graph.StatePending}, nil
+	}
 	for _, r := range s.runtimes {
 		sb, ok, err := r.Lookup(ctx, id)
 		if err != nil {
@@ -196,10 +201,14 @@ func runState(running bool) graph.State {
 // runtimes keep themselves, and updates ctrs in place (netns, state). It
 // returns the containers whose state or namespace changed. A container
 // whose runtime is unavailable (Docker gone) is taken as not running.
+// Containers of other hosts are theirs to observe: they are left alone.
 func (s *Service) observe(ctx context.Context, ctrs []*graph.Container) (changed []*graph.Container, err error) {
 	byRT := map[Runtime][]*graph.Container{}
 	var order []Runtime
 	for _, c := range ctrs {
+		if c.Host != s.host {
+			continue
+		}
 		r, rerr := s.runtimeOf(c)
 		if rerr != nil {
 			if c.State != graph.StateStopped {

@@ -1,6 +1,8 @@
 package core
 
 import (
+	"context"
+
 	"github.com/leviathan-net/leviathan/graph"
 )
 
@@ -34,12 +36,15 @@ func stateOf[T stated](x T) *graph.State {
 // what GET shows meanwhile, and what a restart finds if the daemon stops
 // in between (see settleTransient). The objects in xs keep the state
 // they had, for the batch to decide from.
-func markTransient[T stated](s *Service, op Op, xs []T, get func(graph.Tx, string) (T, error), put func(graph.Tx, T) error) error {
+//
+// It returns the revision it committed at: other hosts realize their
+// part from that revision on.
+func markTransient[T stated](ctx context.Context, s *Service, op Op, xs []T, get func(graph.Tx, string) (T, error), put func(graph.Tx, T) error) (int64, error) {
 	st := graph.StateRunning
 	if op == OpDestroy {
 		st = graph.StateDeleting
 	}
-	return s.store.Update(func(tx graph.Tx) error {
+	return s.store.UpdateRev(ctx, func(tx graph.Tx) error {
 		for _, x := range xs {
 			cur, err := get(tx, idOf(x))
 			if err != nil {
@@ -53,6 +58,10 @@ func markTransient[T stated](s *Service, op Op, xs []T, get func(graph.Tx, strin
 		return nil
 	})
 }
+
+// mine reports whether this host's API made the last change of an
+// object whose OpHost is opHost: only it can know that its call ended.
+func (s *Service) mine(opHost string) bool { return opHost == "" || opHost == s.host }
 
 // settleTransient is the first step of a start's reconcile: a CEN or CIN
 // the daemon stopped in the middle of making is failed (its error says
@@ -78,8 +87,8 @@ func (s *Service) settleTransient() error {
 			return err
 		}
 		for _, c := range cens {
-			if settle(&c.State, &c.Error) {
-				if err := graph.PutCEN(tx, c); err != nil {
+			if s.mine(c.OpHost) && settle(&c.State, &c.Error) {
+				if err := s.putCEN(tx, c); err != nil {
 					return err
 				}
 			}
@@ -89,8 +98,8 @@ func (s *Service) settleTransient() error {
 			return err
 		}
 		for _, c := range cins {
-			if settle(&c.State, &c.Error) {
-				if err := graph.PutCIN(tx, c); err != nil {
+			if s.mine(c.OpHost) && settle(&c.State, &c.Error) {
+				if err := s.putCIN(tx, c); err != nil {
 					return err
 				}
 			}

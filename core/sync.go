@@ -185,7 +185,7 @@ func (s *Service) syncOnce(ctx context.Context, m graph.Member) (done bool, err 
 		was.ctrs[m] = &old
 		w.ctrs[m] = ctr
 		dirty := func(a netfab.Address) bool { return a.Member == m.Container || wireIfs[a.IfName] }
-		if err := s.fab.ApplyCIN(ctx, cinSpec(was), cinSpec(w), dirty); err != nil {
+		if err := s.fab.ApplyCIN(ctx, s.cinSpec(was), s.cinSpec(w), dirty); err != nil {
 			kernelErrs = append(kernelErrs, fmt.Errorf("CIN %s: %w", w.cin.ID, err))
 		}
 		evs = append(evs, addressEvents(w.cin.ID, cinAddresses(was), cinAddresses(w))...)
