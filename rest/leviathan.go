@@ -36,6 +36,7 @@ func (s *Server) leviathanRoutes() {
 	s.handle(http.MethodGet, "/cin/:cinId", s.getCIN)
 	s.handle(http.MethodDelete, "/cin/:cinId", s.deleteCIN)
 
+	s.handle(http.MethodGet, "/host", s.listHosts)
 	s.handle(http.MethodGet, "/host/:hostId", s.listContainers)
 	s.handle(http.MethodPut, "/host/:hostId/:containerId", jsonBody(s.putContainer))
 	s.handle(http.MethodGet, "/host/:hostId/:containerId", s.getContainer)
@@ -185,6 +186,12 @@ func (s *Server) putContainer(c *gin.Context) (int, any, error) {
 	if created {
 		return http.StatusCreated, v, err
 	}
+	return http.StatusOK, v, err
+}
+
+// listHosts lists the hosts sharing the store, with their liveness.
+func (s *Server) listHosts(c *gin.Context) (int, any, error) {
+	v, err := s.svc.ListHosts(c)
 	return http.StatusOK, v, err
 }
 

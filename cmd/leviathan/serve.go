@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/leviathan-net/leviathan/cin"
+	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/graph"
 	"github.com/leviathan-net/leviathan/internal/daemon"
 	"github.com/leviathan-net/leviathan/rest"
@@ -48,6 +49,13 @@ type serveConfig struct {
 	udpPorts    string
 	consolePort string
 	gns3Version string
+	store       string
+	underlay    string
+	vxlanPort   uint16
+	vxlanMTU    int
+	vniRange    string
+	hostTTL     time.Duration
+	hostTimeout time.Duration
 }
 
 const serveLong = `Run the daemon in the foreground: reconcile the kernel with the store, then
@@ -92,6 +100,13 @@ func serveCmd() *cobra.Command {
 	f.BoolVar(&cfg.docker, "docker", true, "use the Docker engine that DOCKER_HOST (default unix:///var/run/docker.sock) names, when it answers: Docker containers as members, and CPools")
 	f.StringVar(&cfg.udpPorts, "udp-ports", vm.DefaultUDPRange.String(), "LO-HI: UDP ports of emulated VMs' tunnels (NIOs)")
 	f.StringVar(&cfg.consolePort, "console-ports", vm.DefaultConsoleRange.String(), "LO-HI: TCP ports of emulated VMs' consoles, on 127.0.0.1")
+	f.StringVar(&cfg.store, "store", "", "where the desired state lives: bolt (a file under --state-dir, the default) or etcd://HOST:PORT[,HOST:PORT...]/PREFIX, shared by several hosts")
+	f.StringVar(&cfg.underlay, "underlay", "", "this host's address toward the other hosts: the local end of VXLAN for CENs that span hosts")
+	f.Uint16Var(&cfg.vxlanPort, "vxlan-port", core.DefaultVXLANPort, "UDP port of VXLAN between hosts, the same on every host")
+	f.IntVar(&cfg.vxlanMTU, "vxlan-mtu", 0, "MTU of the links of CENs that span hosts (default: the underlay interface's MTU less 50)")
+	f.StringVar(&cfg.vniRange, "vni-range", core.DefaultVNIs.String(), "LO-HI: VXLAN network identifiers CENs get, the same on every host")
+	f.DurationVar(&cfg.hostTTL, "host-ttl", daemon.DefaultHostTTL, "how long other hosts see this one running after it stops answering (its etcd lease)")
+	f.DurationVar(&cfg.hostTimeout, "host-timeout", 30*time.Second, "how long make, destroy and membership changes wait for the other hosts involved")
 	f.StringVar(&cfg.gns3Version, "gns3-version", rest.DefaultGNS3Version, "GNS3 version the compute API (/v2/compute) reports: a GNS3 controller accepts only a compute of its own version")
 	cmd.MarkFlagsMutuallyExclusive("auth", "auth-file")
 	// The client's global flags mean nothing to the daemon: keep them
@@ -257,8 +272,21 @@ func runDaemon(ctx context.Context, cfg serveConfig, pool cin.Pool, listeners []
 	if vms.ConsolePorts, err = vm.ParseRange(cfg.consolePort); err != nil {
 		return fmt.Errorf("serve: --console-ports: %w", err)
 	}
+	hosts := core.HostConfig{VXLANPort: cfg.vxlanPort, MTU: cfg.vxlanMTU, Timeout: cfg.hostTimeout}
+	if cfg.underlay != "" {
+		if hosts.Underlay, err = netip.ParseAddr(cfg.underlay); err != nil {
+			return fmt.Errorf("serve: --underlay: %w", err)
+		}
+	}
+	if hosts.VNIs, err = core.ParseVNIRange(cfg.vniRange); err != nil {
+		return fmt.Errorf("serve: --vni-range: %w", err)
+	}
 	d, err := daemon.Open(ctx, daemon.Config{
 		StateDir:    cfg.stateDir,
+		Store:       cfg.store,
+		Hosts:       hosts,
+		HostTTL:     cfg.hostTTL,
+		Version:     rest.Version,
 		HostID:      cfg.hostID,
 		FabricNetns: cfg.fabricNetns,
 		NetnsPrefix: cfg.netnsPrefix,

@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/leviathan-net/leviathan/cin"
 	"github.com/leviathan-net/leviathan/core"
@@ -30,7 +32,10 @@ import (
 
 // Config is what "leviathan serve" takes.
 type Config struct {
-	StateDir    string
+	StateDir string
+	// Store is the store's URL (graph.ParseStoreURL): the embedded file
+	// under StateDir when empty, or an etcd cluster shared by hosts.
+	Store       string
 	HostID      string
 	FabricNetns string
 	NetnsPrefix string
@@ -42,11 +47,18 @@ type Config struct {
 	VMs    VMConfig
 	Rest   rest.Options
 	Log    *slog.Logger
+	// Hosts is this host's part among several sharing an etcd store.
+	Hosts core.HostConfig
+	// HostTTL is how long this host is shown running after it stops
+	// renewing its lease (10 s when 0).
+	HostTTL time.Duration
+	// Version is the version this host reports in its host record.
+	Version string
 }
 
 // Daemon is an assembled leviathan.
 type Daemon struct {
-	Store   *graph.BoltStore
+	Store   graph.Store
 	Fabric  *netfab.Fabric
 	Service *core.Service
 	Engine  *dockerrt.Engine // nil without Docker
@@ -59,6 +71,7 @@ type Daemon struct {
 	Handler http.Handler
 	api     *rest.Server
 	cancel  context.CancelFunc
+	bg      sync.WaitGroup // the realizer and the host's lease
 }
 
 // Open assembles and reconciles a daemon. ctx bounds the reconcile only.
@@ -77,10 +90,17 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			d.Close()
 		}
 	}()
-	if d.Store, err = graph.OpenBolt(cfg.StateDir); err != nil {
+	spec, err := graph.ParseStoreURL(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	if d.Store, err = graph.OpenStore(ctx, spec, cfg.StateDir); err != nil {
 		return nil, err
 	}
 	if d.Fabric, err = netfab.OpenFabric(ctx, cfg.FabricNetns); err != nil {
+		return nil, err
+	}
+	if err := underlay(cfg.Log, d.Fabric, &cfg.Hosts); err != nil {
 		return nil, err
 	}
 	// A container ID names a Docker container first, when an engine
@@ -123,7 +143,17 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		Metrics:  d.Metrics,
 		Bus:      bus,
 		Log:      cfg.Log,
+		Hosts:    cfg.Hosts,
 	})
+	if err != nil {
+		return nil, err
+	}
+	// This host joins the others before it realizes anything: they then
+	// flood its CENs to it.
+	if err := d.Service.Register(ctx, cfg.Version); err != nil {
+		return nil, err
+	}
+	rev, err := d.Store.Revision(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +164,20 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	// Changes and jobs run under the daemon's lifetime, not a request's.
 	opCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
+	ttl := cfg.HostTTL
+	if ttl == 0 {
+		ttl = DefaultHostTTL
+	}
+	d.bg.Go(func() {
+		if err := graph.AnnounceHost(opCtx, d.Store, cfg.HostID, ttl); err != nil {
+			cfg.Log.Error("host lease", "err", err)
+		}
+	})
+	d.bg.Go(func() { d.Service.Realize(opCtx, rev) })
+	// Ready means the other hosts see this one running.
+	if err := d.Service.AwaitAlive(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Rest.Log == nil {
 		cfg.Rest.Log = cfg.Log
 	}
@@ -155,6 +199,38 @@ func (d *Daemon) CloseStreams() {
 	if d.api != nil {
 		d.api.CloseStreams()
 	}
+}
+
+// DefaultHostTTL is how long a host stays shown running after its
+// daemon stopped renewing its lease.
+const DefaultHostTTL = 10 * time.Second
+
+// underlay tells the fabric where VXLAN's underlay is (the namespace the
+// daemon runs in) and fills in the MTU of CENs that span hosts from the
+// underlay's interface, when the configuration names an underlay.
+func underlay(log *slog.Logger, f *netfab.Fabric, hc *core.HostConfig) error {
+	if !hc.Underlay.IsValid() {
+		return nil
+	}
+	// Every thread but one wedged by a goroutine that ended locked
+	// elsewhere is in the daemon's own namespace; this one is.
+	ns, err := netfab.OwnNetns()
+	if err != nil {
+		return err
+	}
+	if err := f.SetUnderlay(ns); err != nil {
+		return fmt.Errorf("underlay: %w", err)
+	}
+	if hc.MTU != 0 {
+		return nil
+	}
+	mtu, err := netfab.UnderlayMTU(ns, hc.Underlay)
+	if err != nil {
+		return fmt.Errorf("underlay %s: %w", hc.Underlay, err)
+	}
+	hc.MTU = mtu - netfab.VXLANOverhead(hc.Underlay)
+	log.Info("underlay", "address", hc.Underlay, "mtu", mtu, "cen_mtu", hc.MTU)
+	return nil
 }
 
 // VMConfig configures the emulated VMs.
@@ -195,6 +271,7 @@ func (d *Daemon) Close() {
 	if d.api != nil {
 		d.api.Close()
 	}
+	d.bg.Wait()
 	if d.Pools != nil {
 		d.Pools.Close()
 	}
