@@ -256,7 +256,7 @@ func (s *EtcdStore) Announce(ctx context.Context, bucket, key string, value []by
 const (
 	etcdAnnounceBackoff    = 50 * time.Millisecond
 	etcdAnnounceMaxBackoff = time.Second
-	etcdRevokeTimeout      = time.Second
+	etcdRevokeTimeout      = 2 * time.Second
 )
 
 // hold puts key under a new lease of secs seconds and keeps the lease

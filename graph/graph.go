@@ -14,10 +14,15 @@
 // yet: it runs on the embedded store). The embedded BoltStore
 // and the EtcdStore are the only code that imports their databases.
 //
-// Threading: a Store is safe for concurrent use; a Tx belongs to the
-// goroutine running the transaction function and must not escape it. A
-// Watcher's channel is read by one goroutine; the commits it delivers
-// are shared with other watchers and must not be modified.
+// Hosts sharing an EtcdStore each keep a Host record (BucketHosts), a
+// leased key while they run (BucketAlive, Store.Announce), and what they
+// realized of each CEN and CIN (BucketRealized). A Mirror keeps serving
+// reads, from a copy, while the store does not answer.
+//
+// Threading: a Store (a Mirror too) is safe for concurrent use; a Tx
+// belongs to the goroutine running the transaction function and must not
+// escape it. A Watcher's channel is read by one goroutine; the commits it
+// delivers are shared with other watchers and must not be modified.
 package graph
 
 import (
