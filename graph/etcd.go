@@ -94,6 +94,9 @@ func (s *EtcdStore) fail(ctx context.Context, what string, err error) error {
 	if errors.As(err, &ee) {
 		code = ee.Code()
 	}
+	if errors.Is(err, rpctypes.ErrTooManyOps) {
+		return Errorf(ErrInvalid, "etcd %s: %w: the change is one transaction; run etcd with a larger --max-txn-ops (it is 128 by default), or make the change in smaller parts", what, err)
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		code == codes.Unavailable || code == codes.DeadlineExceeded {
 		return Errorf(ErrUnavailable, "etcd %s: %w", what, err)
@@ -342,7 +345,7 @@ func (s *EtcdStore) key(bucket, key string) string { return s.prefix + bucket + 
 func (s *EtcdStore) version(bucket string) string { return s.prefix + bucket + "/" }
 
 func (s *EtcdStore) newTx(ctx context.Context, readOnly bool) *etcdTx {
-	return &etcdTx{s: s, ctx: ctx, readOnly: readOnly, reads: map[string]int64{}, writes: map[string]etcdWrite{}}
+	return &etcdTx{s: s, ctx: ctx, readOnly: readOnly, reads: map[string]int64{}, writes: map[string]etcdWrite{}, listed: map[string]map[string][]byte{}, gets: map[string]int{}}
 }
 
 // etcdWrite is a buffered write; value nil is a deletion.
@@ -359,7 +362,17 @@ type etcdTx struct {
 	rev      int64            // the snapshot read, 0 until the first read
 	reads    map[string]int64 // etcd key → mod revision seen (0: absent)
 	writes   map[string]etcdWrite
+	// listed holds the buckets read whole, by bucket, as etcd key →
+	// value at the snapshot: later Gets in them cost no round trip.
+	listed map[string]map[string][]byte
+	gets   map[string]int // Gets that went to etcd, by bucket
 }
+
+// etcdGetsBeforeList is how many keys of one bucket a transaction reads
+// one by one; at the next, it reads the bucket whole, once. A call over
+// a CEN of hundreds of members then costs a few round trips, not one per
+// member.
+const etcdGetsBeforeList = 8
 
 // revision returns the snapshot's revision, asking for the current one
 // when fn read nothing.
@@ -399,6 +412,22 @@ func (t *etcdTx) Get(bucket, key string) ([]byte, error) {
 	if key == "" {
 		return nil, nil
 	}
+	if _, ok := t.listed[bucket]; !ok && t.gets[bucket] == etcdGetsBeforeList {
+		if err := t.forEachPrefix(bucket, "", func(string, []byte) error { return nil }); err != nil {
+			return nil, err
+		}
+	}
+	if m, ok := t.listed[bucket]; ok {
+		v, ok := m[k]
+		switch {
+		case !ok:
+			return nil, nil
+		case v == nil:
+			return []byte{}, nil
+		}
+		return v, nil
+	}
+	t.gets[bucket]++
 	resp, err := t.read(k)
 	if err != nil {
 		return nil, err
@@ -460,6 +489,9 @@ func (t *etcdTx) forEachPrefix(bucket, prefix string, fn func(key string, value 
 			continue
 		}
 		kvs[k] = kv.Value
+	}
+	if prefix == "" {
+		t.listed[bucket] = maps.Clone(kvs)
 	}
 	if prefix != "" && !t.readOnly {
 		resp, err := t.read(vk)

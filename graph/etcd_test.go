@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -353,4 +354,79 @@ func TestEtcdPaused(t *testing.T) {
 	// A write that timed out was sent: etcd may apply it when it answers
 	// again. Callers cannot tell "not done" from "done late".
 	t.Logf("after the pause: %v", dump(t, s, bucketCENs))
+}
+
+// A change of more keys than the server takes in one transaction is
+// refused as one, with what to do about it, and leaves nothing.
+func TestEtcdTooManyWrites(t *testing.T) {
+	s := etcdKit(startEtcd(t)).open(t)
+	err := s.Update(func(tx Tx) error {
+		for i := range 200 {
+			if err := tx.Put(bucketContainers, fmt.Sprintf("h/c%03d", i), []byte("0")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "--max-txn-ops") {
+		t.Fatalf("Update of 200 keys: %v, want invalid, naming --max-txn-ops", err)
+	}
+	n := 0
+	if err := s.View(func(tx Tx) error {
+		return tx.ForEach(bucketContainers, func(string, []byte) error { n++; return nil })
+	}); err != nil || n != 0 {
+		t.Errorf("after the refused Update: %d keys (%v), want none", n, err)
+	}
+}
+
+// A transaction that reads many keys of one bucket reads the bucket
+// whole once, and still sees its own writes and conflicts with a writer
+// that changed a key it read.
+func TestEtcdManyGets(t *testing.T) {
+	s := etcdKit(startEtcd(t)).open(t)
+	const n = 4 * etcdGetsBeforeList
+	mustUpdate(t, s, func(tx Tx) error {
+		for i := range n {
+			if err := tx.Put(bucketContainers, fmt.Sprintf("h/c%03d", i), []byte(fmt.Sprint(i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	runs := 0
+	mustUpdate(t, s, func(tx Tx) error {
+		runs++
+		if err := tx.Put(bucketContainers, "h/c001", []byte("mine")); err != nil {
+			return err
+		}
+		for i := range n {
+			v, err := tx.Get(bucketContainers, fmt.Sprintf("h/c%03d", i))
+			want := fmt.Sprint(i)
+			switch {
+			case i == 1:
+				want = "mine"
+			case i == n-1 && runs > 1:
+				want = "theirs"
+			}
+			if err != nil || string(v) != want {
+				return fmt.Errorf("get %d: %q, %v; want %q", i, v, err, want)
+			}
+		}
+		if v, err := tx.Get(bucketContainers, "h/none"); v != nil || err != nil {
+			return fmt.Errorf("a missing key: %q, %v", v, err)
+		}
+		if runs == 1 {
+			// Another writer changes a key read from the listing.
+			o, err := OpenEtcd(context.Background(), []string{s.(*EtcdStore).cli.Endpoints()[0]}, s.(*EtcdStore).prefix)
+			if err != nil {
+				return err
+			}
+			defer o.Close()
+			return o.Update(putFn(bucketContainers, fmt.Sprintf("h/c%03d", n-1), "theirs"))
+		}
+		return nil
+	})
+	if runs != 2 {
+		t.Errorf("the transaction ran %d times, want 2 (a conflict on a key read from the listing)", runs)
+	}
 }
