@@ -179,6 +179,9 @@ func (s *BoltStore) publish(cm Commit) {
 	defer s.mu.Unlock()
 	s.rev = cm.Revision
 	s.ring[cm.Revision%int64(len(s.ring))] = cm
+	if s.closed {
+		return // Close woke the watchers for the last time
+	}
 	close(s.wake)
 	s.wake = make(chan struct{})
 }
