@@ -30,6 +30,9 @@ func (l *Lab) startEtcd() {
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "lab="+peer,
+		// A CEN file's import is one transaction: its containers and
+		// CENs (docs/manual.md, "Several hosts").
+		"--max-txn-ops", "4096",
 		"--logger", "zap", "--log-level", "warn")
 	if err != nil {
 		t.Fatalf("mhtest: %v", err)
