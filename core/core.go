@@ -70,7 +70,9 @@ type Service struct {
 	// evMu is held across each event-producing commit and its publish,
 	// and across CIN snapshots: see commit.
 	evMu sync.Mutex
-	hc   HostConfig
+	// evSeq numbers the events shared with other hosts (guarded by evMu).
+	evSeq uint64
+	hc    HostConfig
 	// peers are the hosts sharing the store, as the realizer last saw.
 	peers hostTable
 	// real is what this host's kernel holds of CENs and CINs that span

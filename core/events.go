@@ -19,16 +19,27 @@ func (s *Service) commit(fn func(tx graph.Tx) error, events func() []monitor.Eve
 }
 
 // commitRev is commit, bounded by ctx, returning the revision committed.
+// The events are made once fn succeeded, in its transaction: when other
+// hosts share the store they are committed with the change (see
+// shareEvents).
 func (s *Service) commitRev(ctx context.Context, fn func(tx graph.Tx) error, events func() []monitor.Event) (int64, error) {
 	s.evMu.Lock()
 	defer s.evMu.Unlock()
-	rev, err := s.store.UpdateRev(ctx, fn)
+	var evs []monitor.Event
+	rev, err := s.store.UpdateRev(ctx, func(tx graph.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if events == nil {
+			return nil
+		}
+		evs = events()
+		return s.shareEvents(tx, evs)
+	})
 	if err != nil {
 		return rev, err
 	}
-	if events != nil {
-		s.bus.Publish(events()...)
-	}
+	s.bus.Publish(evs...)
 	return rev, nil
 }
 

@@ -65,6 +65,9 @@ func (l *oplog) record(evs []monitor.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range evs {
+		if e.Remote {
+			continue
+		}
 		en := logEntry(e)
 		var keys []string
 		switch d := e.Data.(type) {

@@ -99,6 +99,7 @@ func (s *Service) Realize(ctx context.Context, rev int64) {
 		w := s.store.Watch(ctx, rev)
 		for cm := range w.C {
 			backoff = 100 * time.Millisecond
+			s.relayEvents(cm)
 			sc := scopeOf(cm)
 			if sc.empty() {
 				rev = cm.Revision
@@ -113,6 +114,7 @@ func (s *Service) Realize(ctx context.Context, rev int64) {
 						more = false
 						break
 					}
+					s.relayEvents(cm2)
 					sc.add(scopeOf(cm2))
 					rev = cm2.Revision
 				default:
@@ -429,38 +431,60 @@ func (s *Service) adoptContainers(ctx context.Context, keys map[string]bool) err
 			errs = append(errs, fmt.Errorf("container %q: %w", c.ID, err))
 		}
 	}
-	for _, p := range todo {
-		m := p.Member()
-		unlock := s.locks.lock(ctrKey(m))
+	if len(todo) == 0 {
+		return errors.Join(errs...)
+	}
+	// Found in one pass, recorded in as few transactions as fit, their
+	// namespaces made in one batch: a CEN file of hundreds of members
+	// costs a few round trips to the store.
+	var locks []string
+	for _, c := range todo {
+		locks = append(locks, ctrKey(c.Member()))
+	}
+	defer s.locks.lock(locks...)()
+	found := make([]*graph.Container, len(todo))
+	for i, p := range todo {
 		c, err := s.resolve(ctx, s.host, p.ID)
-		if err == nil {
-			err = s.store.Update(func(tx graph.Tx) error {
-				cur, err := graph.GetContainer(tx, m.Host, m.Container)
+		if err != nil {
+			c = p
+			c.State, c.Error = graph.StateFailed, err.Error()
+		}
+		found[i] = c
+	}
+	var done []*graph.Container
+	for rest := found; len(rest) > 0; {
+		batch := rest[:min(len(rest), maxReportsPerTxn)]
+		rest = rest[len(batch):]
+		var put []*graph.Container
+		if err := s.store.Update(func(tx graph.Tx) error {
+			put = put[:0]
+			for _, c := range batch {
+				cur, err := graph.GetContainer(tx, c.Host, c.ID)
+				if errors.Is(err, graph.ErrNotFound) || err == nil && cur.Runtime != "" {
+					continue // forgotten, or found meanwhile
+				}
 				if err != nil {
 					return err
 				}
 				cur.Runtime, cur.Netns, cur.Owned, cur.State, cur.Error = c.Runtime, c.Netns, c.Owned, c.State, c.Error
-				c = cur
-				return graph.PutContainer(tx, cur)
-			})
-		} else {
-			msg := err.Error()
-			err = s.store.Update(func(tx graph.Tx) error {
-				cur, gerr := graph.GetContainer(tx, m.Host, m.Container)
-				if gerr != nil {
-					return gerr
+				if err := graph.PutContainer(tx, cur); err != nil {
+					return err
 				}
-				cur.State, cur.Error = graph.StateFailed, msg
-				return graph.PutContainer(tx, cur)
-			})
+				put = append(put, cur)
+			}
+			return nil
+		}); err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		if err == nil && c.Runtime != "" {
-			err = s.refresh(ctx, []*graph.Container{c})
+		for _, c := range put {
+			if c.Runtime != "" {
+				done = append(done, c)
+			}
 		}
-		unlock()
-		if err != nil && !errors.Is(err, graph.ErrNotFound) {
-			errs = append(errs, fmt.Errorf("container %q: %w", m.Container, err))
-		}
+	}
+	if err := s.refresh(ctx, done); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

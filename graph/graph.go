@@ -293,7 +293,7 @@ const BucketOplog = "oplog"
 
 // Buckets lists every bucket a Store must hold.
 var Buckets = []string{bucketCENs, bucketContainers, bucketCINs, bucketCPools, bucketProjects, bucketVMs, BucketOplog,
-	BucketHosts, BucketAlive, BucketRealized}
+	BucketHosts, BucketAlive, BucketRealized, BucketEvents}
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 

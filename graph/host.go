@@ -51,6 +51,9 @@ const (
 	BucketAlive = "alive"
 	// BucketRealized holds the Realized records, by RealizedKey.
 	BucketRealized = "realized"
+	// BucketEvents holds each host's recent events (core's), for the
+	// other hosts' monitors, by host and slot.
+	BucketEvents = "events"
 )
 
 // leasedBuckets are the buckets of leased keys: written by Announce, and

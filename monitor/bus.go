@@ -66,6 +66,9 @@ type Event struct {
 	// Data is the event's body: a CINAddresses for cin.address.*, else
 	// the JSON object the notification streams show as "event".
 	Data any
+	// Remote says another host's API made the change: this host only
+	// relays it (that host keeps its operation log).
+	Remote bool
 }
 
 // Member is a container's address in a CIN, as the monitor protocol
