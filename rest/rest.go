@@ -54,6 +54,10 @@ type Options struct {
 	// GNS3Version is the version GET /v2/compute/capabilities reports
 	// (DefaultGNS3Version when empty).
 	GNS3Version string
+	// Stale, when set, says whether the store's reads are served from a
+	// copy because the store does not answer (graph.Mirror.Stale): the
+	// answer then carries a Warning header saying so.
+	Stale func() (stale bool, rev int64, since time.Time)
 	// Metrics serves /metrics (the server's own when nil): the same one
 	// core and the fabric record into (core.Options.Metrics,
 	// Metrics.Fabric).
@@ -78,6 +82,7 @@ type Server struct {
 	gns3Version string
 	// inflight tracks requests being served, for Close (lifecycle.go).
 	inflight inflight
+	stale    func() (bool, int64, time.Time)
 }
 
 // Route is one registered method and path (in gin's :param form).
@@ -97,7 +102,7 @@ func New(ctx context.Context, svc *core.Service, o Options) *Server {
 	if o.GNS3Version == "" {
 		o.GNS3Version = DefaultGNS3Version
 	}
-	s := &Server{svc: svc, log: o.Log, opCtx: ctx, pools: o.Pools, vmm: o.VMs, gns3Version: o.GNS3Version}
+	s := &Server{svc: svc, log: o.Log, opCtx: ctx, pools: o.Pools, vmm: o.VMs, gns3Version: o.GNS3Version, stale: o.Stale}
 	e := gin.New()
 	// No redirects and no path cleaning: a trailing slash or an encoded
 	// '/' is never silently turned into another resource or ID.
@@ -163,6 +168,7 @@ func (s *Server) handle(method, path string, h handler) {
 	s.routes = append(s.routes, Route{method, path})
 	s.engine.Handle(method, path, func(c *gin.Context) {
 		status, body, err := h(c)
+		s.warnStale(c)
 		if err != nil {
 			s.writeErr(c, err)
 			return
@@ -173,6 +179,18 @@ func (s *Server) handle(method, path string, h handler) {
 		}
 		c.JSON(status, body)
 	})
+}
+
+// warnStale marks an answer made from the store's last copy: etcd does
+// not answer, so what it says may be out of date (RFC 7234's warning
+// 110, "Response is Stale").
+func (s *Server) warnStale(c *gin.Context) {
+	if s.stale == nil {
+		return
+	}
+	if stale, rev, since := s.stale(); stale {
+		c.Header("Warning", fmt.Sprintf(`110 leviathan "Response is Stale: the store has not answered since %s; this is its state as of revision %d"`, since.UTC().Format(time.RFC3339), rev))
+	}
 }
 
 // resultsError carries per-object results along with an error.

@@ -97,6 +97,14 @@ func Open(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.Store, err = graph.OpenStore(ctx, spec, cfg.StateDir); err != nil {
 		return nil, err
 	}
+	if len(spec.Endpoints) > 0 {
+		// Reads go on, from the last copy, while etcd does not answer.
+		m, err := graph.NewMirror(ctx, d.Store)
+		if err != nil {
+			return nil, err
+		}
+		d.Store, cfg.Rest.Stale = m, m.Stale
+	}
 	if d.Fabric, err = netfab.OpenFabric(ctx, cfg.FabricNetns); err != nil {
 		return nil, err
 	}
