@@ -240,17 +240,28 @@ func namedBy(id string, refs map[string]bool) bool {
 	return false
 }
 
-// poolIDs lists every pool.
+// poolIDs lists every pool of this host: those of other hosts sharing
+// the store are their Docker engines' to keep.
 func (m *Manager) poolIDs() ([]string, error) {
 	var ids []string
 	err := m.store.View(func(tx graph.Tx) error {
 		ps, err := graph.ListCPools(tx)
 		for _, p := range ps {
-			ids = append(ids, p.ID)
+			if m.mine(p) == nil {
+				ids = append(ids, p.ID)
+			}
 		}
 		return err
 	})
 	return ids, err
+}
+
+// mine fails with a conflict for a pool of another host.
+func (m *Manager) mine(p *graph.CPool) error {
+	if p.Host == "" || p.Host == m.host {
+		return nil
+	}
+	return graph.Errorf(graph.ErrConflict, "CPool %q runs on host %q's Docker engine: change it through that host's API", p.ID, p.Host)
 }
 
 // lock serializes operations on one pool.

@@ -73,7 +73,7 @@ func (m *Manager) Create(ctx context.Context, specs []Spec) ([]View, error) {
 			} else if !errors.Is(err, graph.ErrNotFound) {
 				return err
 			}
-			p := &graph.CPool{ID: sp.ID, Image: sp.Image, StartWith: sp.StartWith, CINs: []graph.PoolCIN{}, Next: 1, State: graph.StatePending}
+			p := &graph.CPool{ID: sp.ID, Image: sp.Image, StartWith: sp.StartWith, CINs: []graph.PoolCIN{}, Next: 1, State: graph.StatePending, Host: m.host}
 			for _, c := range sp.CINs {
 				cen, err := resolveCEN(tx, c.ID)
 				if err != nil {
@@ -198,6 +198,9 @@ func (m *Manager) Scale(ctx context.Context, id string, n int) (View, error) {
 		if err != nil {
 			return err
 		}
+		if err := m.mine(p); err != nil {
+			return err
+		}
 		p.StartWith = n
 		return graph.PutCPool(tx, p)
 	})
@@ -221,8 +224,10 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	defer m.lock(id)()
 	var p *graph.CPool
 	if err := m.store.View(func(tx graph.Tx) (err error) {
-		p, err = graph.GetCPool(tx, id)
-		return err
+		if p, err = graph.GetCPool(tx, id); err != nil {
+			return err
+		}
+		return m.mine(p)
 	}); err != nil {
 		return err
 	}

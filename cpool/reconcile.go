@@ -37,6 +37,9 @@ func (m *Manager) syncPool(ctx context.Context, id string) (View, error) {
 	if err != nil {
 		return View{}, err
 	}
+	if err := m.mine(p); err != nil {
+		return View{}, err
+	}
 	cs, err := m.eng.List(ctx, LabelPool, id)
 	if err != nil {
 		return m.finish(p, dockerErr(err))

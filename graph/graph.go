@@ -257,6 +257,9 @@ type CPool struct {
 	Image     string    `json:"image"`
 	StartWith int       `json:"start_with"`
 	CINs      []PoolCIN `json:"cins"`
+	// Host is the host whose Docker engine runs the pool's containers
+	// ("" in stores from before hosts were joined: the one host).
+	Host string `json:"host,omitempty"`
 	// Next numbers the pool's next container (its name is ID-N).
 	Next  int    `json:"next"`
 	State State  `json:"state"`

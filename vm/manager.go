@@ -151,6 +151,9 @@ func OpenManager(ctx context.Context, cfg ManagerConfig) (*Manager, error) {
 	}
 	var start []*node
 	for _, rec := range vms {
+		if rec.Host != "" && rec.Host != cfg.HostID {
+			continue // another host's, sharing the store: it runs there
+		}
 		if rec.PID != 0 {
 			m.endLeftover(rec)
 		}
