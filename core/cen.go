@@ -438,7 +438,8 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 	for i, id := range ids {
 		keys[i] = cenKey(id)
 	}
-	defer s.locks.lock(keys...)()
+	unlock := s.locks.lock(keys...)
+	defer func() { unlock() }()
 	cs, ctrs, err := s.loadCENs(ids)
 	if err != nil {
 		return nil, err
@@ -475,7 +476,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 			want[awaitKey{kindCEN, c.ID}] = hs
 		}
 	}
-	fails := s.await(ctx, want, rev)
+	fails := s.awaitReleased(ctx, &unlock, keys, want, rev)
 	for i, c := range cs {
 		ferr := fails[awaitKey{kindCEN, c.ID}]
 		if ferr == nil {
@@ -504,12 +505,20 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 			return err
 		}
 		for i, c := range cs {
+			// As it is now: other hosts' calls may have changed it
+			// while this one waited for them.
+			cur, err := graph.GetCEN(tx, c.ID)
+			if err != nil {
+				return err
+			}
 			// A failed destroy keeps the state it had: the kernel may
 			// still hold the CEN.
 			if results[i].Error == "" || op != OpDestroy {
-				c.State, c.Error = results[i].State, results[i].Error
+				cur.State, cur.Error = results[i].State, results[i].Error
+			} else {
+				cur.State, cur.Error = c.State, c.Error
 			}
-			if err := s.putCEN(tx, c); err != nil {
+			if err := s.putCEN(tx, cur); err != nil {
 				return err
 			}
 		}
@@ -526,7 +535,8 @@ func (s *Service) DeleteCEN(ctx context.Context, id string) error {
 	if err := graph.ValidateID("CEN", id); err != nil {
 		return err
 	}
-	defer s.locks.lock(cenKey(id))()
+	unlock := s.locks.lock(cenKey(id))
+	defer func() { unlock() }()
 	cs, ctrs, err := s.loadCENs([]string{id})
 	if err != nil {
 		return err
@@ -540,8 +550,22 @@ func (s *Service) DeleteCEN(ctx context.Context, id string) error {
 	}); err != nil {
 		return err
 	}
+	// The other hosts remove their part first (the CEN deleting), so that
+	// the call returns with every live host's kernel clean; one that is
+	// not live removes it when it is back and finds the CEN gone.
+	var rev int64
+	if s.spans(cs[0]) {
+		if rev, err = markTransient(ctx, s, OpDestroy, cs, graph.GetCEN, s.putCEN); err != nil {
+			return err
+		}
+	}
 	if err := s.fab.Destroy(ctx, s.spec(cs[0], ctrs)); err != nil {
 		return fmt.Errorf("delete CEN %s: %w", id, err)
+	}
+	if s.spans(cs[0]) {
+		for _, err := range s.awaitReleased(ctx, &unlock, []string{cenKey(id)}, map[awaitKey][]string{{kindCEN, id}: s.others(cs[0])}, rev) {
+			s.log.Warn("delete CEN: a host did not remove its part yet", "cen", id, "err", err)
+		}
 	}
 	return s.commit(func(tx graph.Tx) error { return graph.DeleteCEN(tx, id) }, func() []monitor.Event {
 		return []monitor.Event{{Action: monitor.ActionCENDestroyed, Data: monitor.ObjectEvent{CEN: id, State: stateDeleted}}}

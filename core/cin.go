@@ -447,6 +447,18 @@ func (s *Service) lockCINsOnce(ids []string) (unlock func(), worlds []*cinWorld,
 	return nil, nil, false, nil
 }
 
+// cinLockKeys are the lock keys of CINs and their CENs.
+func cinLockKeys(worlds []*cinWorld) []string {
+	var keys []string
+	for _, w := range worlds {
+		keys = append(keys, cinKey(w.cin.ID))
+		for _, id := range w.cin.CENs {
+			keys = append(keys, cenKey(id))
+		}
+	}
+	return keys
+}
+
 // MakeCINs addresses the members of CINs in the kernel. Every CEN of a
 // CIN must be made. Each CIN succeeds or fails on its own; a failed one is
 // rolled back and left "failed" with the reason.
@@ -541,7 +553,7 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer func() { unlock() }()
 	results := make([]Result, len(worlds))
 	errs := make([]error, len(worlds))
 	before := make([][]addrEntry, len(worlds))
@@ -609,7 +621,7 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 			want[awaitKey{kindCIN, w.cin.ID}] = hs
 		}
 	}
-	fails := s.await(ctx, want, rev)
+	fails := s.awaitReleased(ctx, &unlock, cinLockKeys(worlds), want, rev)
 	var failed []error
 	for i, w := range worlds {
 		err := errors.Join(errs[i], fails[awaitKey{kindCIN, w.cin.ID}])
@@ -643,7 +655,15 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 			if results[i].Error == "" || op != OpDestroy {
 				w.cin.State, w.cin.Error = results[i].State, results[i].Error
 			}
-			if err := s.putCIN(tx, w.cin); err != nil {
+			// As it is now (other hosts' calls may have changed its
+			// members' addresses while this one waited), with this
+			// call's outcome.
+			cur, err := graph.GetCIN(tx, w.cin.ID)
+			if err != nil {
+				return err
+			}
+			cur.State, cur.Error, cur.Router = w.cin.State, w.cin.Error, w.cin.Router
+			if err := s.putCIN(tx, cur); err != nil {
 				return err
 			}
 			after := cens[i]
@@ -696,15 +716,44 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer func() { unlock() }()
 	w := worlds[0]
 	before := cinAddresses(w)
+	hosts := s.cinHosts(w)
+	var rev int64
+	if len(hosts) > 0 {
+		if rev, err = markTransient(ctx, s, OpDestroy, []*graph.CIN{w.cin}, graph.GetCIN, s.putCIN); err != nil {
+			return err
+		}
+	}
 	if w.cin.State == graph.StateConfigured {
 		if err := s.fab.ApplyCIN(ctx, s.cinSpec(w), nil, nil); err != nil {
 			return fmt.Errorf("delete CIN %s: %w", id, err)
 		}
 	}
-	err = s.commit(func(tx graph.Tx) error { return graph.DeleteCIN(tx, id) }, func() []monitor.Event {
+	for _, err := range s.awaitReleased(ctx, &unlock, cinLockKeys(worlds), map[awaitKey][]string{{kindCIN, id}: hosts}, rev) {
+		s.log.Warn("delete CIN: a host did not remove its part yet", "cin", id, "err", err)
+	}
+	// Its CENs have no router any more.
+	norouter := withRouter(w, "")
+	if err := s.applyRouters(ctx, w.cens, norouter, w.ctrs); err != nil {
+		s.log.Warn("delete CIN: CENs' routers", "cin", id, "err", err)
+	}
+	err = s.commit(func(tx graph.Tx) error {
+		for _, cid := range w.cin.CENs {
+			cur, err := graph.GetCEN(tx, cid)
+			if err != nil {
+				return err
+			}
+			if cur.Router != "" {
+				cur.Router = ""
+				if err := s.putCEN(tx, cur); err != nil {
+					return err
+				}
+			}
+		}
+		return graph.DeleteCIN(tx, id)
+	}, func() []monitor.Event {
 		evs := addressEvents(id, before, nil)
 		if w.cin.State == graph.StateConfigured {
 			evs = append(evs, monitor.Event{Action: monitor.ActionCINDestroyed, Data: monitor.ObjectEvent{CIN: id, State: stateDeleted}})

@@ -132,6 +132,37 @@ type keyedLock struct {
 	refs int // guarded by keyedLocks.mu
 }
 
+// tryLock takes the lock of key if it is free, and reports whether it
+// did.
+func (k *keyedLocks) tryLock(key string) (unlock func(), ok bool) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	if !l.mu.TryLock() {
+		release()
+		return nil, false
+	}
+	return func() {
+		l.mu.Unlock()
+		release()
+	}, true
+}
+
 // lock takes the locks of keys in sorted order and returns the function
 // that releases them.
 func (k *keyedLocks) lock(keys ...string) (unlock func()) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 
 	"github.com/leviathan-net/leviathan/cen"
@@ -289,12 +290,13 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 	if !ok || err != nil {
 		return v, ok, err
 	}
-	defer unlock()
+	defer func() { unlock() }()
 	c, w, ctrs, known := sc.c, sc.w, sc.ctrs, sc.known
 	if !known && !add {
 		return v, true, graph.Errorf(graph.ErrNotFound, "no container %q on host %q", m.Container, m.Host)
 	}
 	var fresh *graph.Container // a container this change registers
+	committed := false         // the change is in the store
 	if !known {
 		var err error
 		if fresh, err = s.resolve(ctx, m.Host, m.Container); err != nil {
@@ -311,7 +313,7 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 			return v, true, err
 		}
 		defer func() {
-			if err == nil {
+			if err == nil || committed {
 				return
 			}
 			if rt, rerr := s.runtimeOf(fresh); rerr == nil {
@@ -369,6 +371,13 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 	}
 
 	rev, err := s.commitRev(ctx, func(tx graph.Tx) error {
+		// Another host's call may have changed the CEN or its CIN since
+		// they were read (this host's locks do not reach it): then this
+		// change is made again from what they are now, so neither is
+		// lost.
+		if err := unchanged(tx, c, w); err != nil {
+			return err
+		}
 		if fresh != nil {
 			if err := graph.PutContainer(tx, fresh); err != nil {
 				return err
@@ -394,6 +403,16 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 		}
 		return evs
 	})
+	if errors.Is(err, errMoved) {
+		// The kernel goes back to what the store said when this try
+		// read it; the next try starts from what the store says now.
+		s.log.Info("another host changed the CEN meanwhile: changing it again", "cen", cenID)
+		if uerr := s.undoMemberChange(context.WithoutCancel(ctx), c, nc, ctrs, w, nw); uerr != nil {
+			return v, true, fmt.Errorf("CEN %s changed meanwhile, and undoing this change failed: %w", cenID, uerr)
+		}
+		return v, false, nil
+	}
+	committed = err == nil
 	if err == nil && c.State == graph.StateConfigured {
 		// The other hosts' parts: the member's own host wires it, the
 		// others change their flood lists when a host joins or leaves.
@@ -407,7 +426,7 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 			}
 		}
 		var errs []error
-		for _, e := range s.await(ctx, want, rev) {
+		for _, e := range s.awaitReleased(ctx, &unlock, sc.keys, want, rev) {
 			errs = append(errs, e)
 		}
 		if err = errors.Join(errs...); err != nil {
@@ -426,6 +445,32 @@ func (s *Service) changeMemberOnce(ctx context.Context, m graph.Member, cenID st
 	return viewCEN(nc, ctrs), true, err
 }
 
+// errMoved says an object changed between a call's read and its commit.
+var errMoved = errors.New("changed by another call meanwhile")
+
+// unchanged fails with errMoved unless the CEN c, and the CIN of w when
+// there is one, are in the store as they were read.
+func unchanged(tx graph.Tx, c *graph.CEN, w *cinWorld) error {
+	cur, err := graph.GetCEN(tx, c.ID)
+	if err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(cur, c) {
+		return errMoved
+	}
+	if w == nil {
+		return nil
+	}
+	ci, err := graph.GetCIN(tx, w.cin.ID)
+	if err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(ci, w.cin) {
+		return errMoved
+	}
+	return nil
+}
+
 // cenScope is what a change of one CEN reads: the CEN, its members'
 // containers (and the container the change is about, when known is
 // true), and the CIN over the CEN, if any.
@@ -434,6 +479,7 @@ type cenScope struct {
 	w     *cinWorld
 	ctrs  map[graph.Member]*graph.Container
 	known bool
+	keys  []string // its lock keys
 }
 
 // lockCENScope locks a CEN, a container and the CIN over the CEN (looked
@@ -456,7 +502,7 @@ func (s *Service) lockCENScope(cenID string, m graph.Member) (sc *cenScope, unlo
 		keys = append(keys, cinKey(cinID))
 	}
 	unlock = s.locks.lock(keys...)
-	sc = &cenScope{ctrs: map[graph.Member]*graph.Container{}}
+	sc = &cenScope{ctrs: map[graph.Member]*graph.Container{}, keys: keys}
 	err = s.store.View(func(tx graph.Tx) error {
 		cs, err := getAll(tx, "CEN", []string{cenID}, graph.GetCEN)
 		if err != nil {
@@ -519,6 +565,24 @@ func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs 
 			err = fmt.Errorf("%w (and undoing the CEN change failed: %w)", err, uerr)
 		}
 		return fail(fmt.Errorf("CIN %s: %w", w.cin.ID, err))
+	}
+	return nil
+}
+
+// undoMemberChange puts the kernel back from a membership change that
+// applyMemberChange made (c → nc, w → nw) and that was not committed.
+func (s *Service) undoMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs map[graph.Member]*graph.Container, w, nw *cinWorld) error {
+	if c.State != graph.StateConfigured {
+		return nil
+	}
+	if err := s.fab.Apply(ctx, s.spec(nc, ctrs), s.spec(c, ctrs)); err != nil {
+		return err
+	}
+	if w != nil && w.cin.State == graph.StateConfigured {
+		// Every address again: an interface the undo made anew has none.
+		if err := s.fab.ApplyCIN(ctx, s.cinSpec(nw), s.cinSpec(w), nil); err != nil {
+			return fmt.Errorf("CIN %s: %w", w.cin.ID, err)
+		}
 	}
 	return nil
 }

@@ -391,3 +391,19 @@ func (s *Service) AwaitAlive(ctx context.Context) error {
 		return alive[s.host], err
 	}, graph.BucketAlive)
 }
+
+// awaitReleased is await with the locks of keys released while it waits
+// (*unlock releases them; it is replaced by a new one once they are
+// taken again). A call that waits for other hosts must not hold this
+// host's realizer off the objects: another host's call may be waiting
+// for this host's report on them meanwhile. What the call does after it
+// reads the objects again.
+func (s *Service) awaitReleased(ctx context.Context, unlock *func(), keys []string, want map[awaitKey][]string, rev int64) map[awaitKey]error {
+	if len(want) == 0 {
+		return map[awaitKey]error{}
+	}
+	(*unlock)()
+	fails := s.await(ctx, want, rev)
+	*unlock = s.locks.lock(keys...)
+	return fails
+}

@@ -70,3 +70,25 @@ func countOf(set []string, key string) int {
 	}
 	return n
 }
+
+func TestTryLock(t *testing.T) {
+	var k keyedLocks
+	unlock := k.lock("a")
+	if _, ok := k.tryLock("a"); ok {
+		t.Fatal("tryLock took a held lock")
+	}
+	u2, ok := k.tryLock("b")
+	if !ok {
+		t.Fatal("tryLock did not take a free lock")
+	}
+	unlock()
+	u3, ok := k.tryLock("a")
+	if !ok {
+		t.Fatal("tryLock did not take a released lock")
+	}
+	u2()
+	u3()
+	if len(k.m) != 0 {
+		t.Errorf("locks left behind: %v", k.m)
+	}
+}

@@ -86,56 +86,98 @@ func (s *Service) Realize(ctx context.Context, rev int64) {
 	backoff := 100 * time.Millisecond
 	full := true
 	for ctx.Err() == nil {
+		var later *scope // objects a call of this host held: tried again
 		if full {
-			r, err := s.realizePass(ctx, nil)
+			r, busy, err := s.realizePass(ctx, nil)
 			if err != nil {
 				s.log.Warn("realizer: full pass", "err", err)
 				sleep(ctx, backoff)
 				backoff = min(2*backoff, 5*time.Second)
 				continue
 			}
-			rev, full = max(rev, r), false
+			rev, full, later = max(rev, r), false, busy
 		}
-		w := s.store.Watch(ctx, rev)
-		for cm := range w.C {
-			backoff = 100 * time.Millisecond
-			s.relayEvents(cm)
-			sc := scopeOf(cm)
-			if sc.empty() {
-				rev = cm.Revision
-				continue
-			}
-			// Take every commit already waiting: one pass for them all.
-			rev = cm.Revision
-			for more := true; more; {
-				select {
-				case cm2, ok := <-w.C:
-					if !ok {
-						more = false
-						break
-					}
-					s.relayEvents(cm2)
-					sc.add(scopeOf(cm2))
-					rev = cm2.Revision
-				default:
-					more = false
-				}
-			}
-			if _, err := s.realizePass(ctx, sc); err != nil {
-				s.log.Warn("realizer", "err", err)
-				full = true
-				break
-			}
+		wctx, stop := context.WithCancel(ctx)
+		w := s.store.Watch(wctx, rev)
+		if err := s.follow(ctx, w, &rev, later); err != nil {
+			s.log.Warn("realizer", "err", err)
 		}
+		stop()
 		if ctx.Err() != nil {
 			return
 		}
-		if err := w.Err(); err != nil {
+		if err := w.Err(); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Warn("realizer: watch ended; resyncing", "err", err)
 		}
 		full = true
 		sleep(ctx, backoff)
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// retryBusy is how soon the realizer looks again at objects a call of
+// this host held when it came to them.
+const retryBusy = 50 * time.Millisecond
+
+// follow realizes what the commits of w change, a pass for every batch
+// of commits waiting, until the watch ends or a pass fails. Objects a
+// call of this host held are looked at again shortly, not waited for: a
+// call that waits for this host's report while another host's call
+// waits for this one's must not hold the two realizers up.
+func (s *Service) follow(ctx context.Context, w *graph.Watcher, rev *int64, later *scope) error {
+	wait := retryBusy
+	retry := time.NewTimer(wait)
+	defer retry.Stop()
+	if later == nil {
+		retry.Stop()
+	}
+	for {
+		sc := newScope()
+		select {
+		case cm, ok := <-w.C:
+			if !ok {
+				return nil
+			}
+			s.relayEvents(cm)
+			sc.add(scopeOf(cm))
+			*rev = cm.Revision
+		case <-retry.C:
+		case <-ctx.Done():
+			return nil
+		}
+		// Take every commit already waiting: one pass for them all.
+		for more := true; more; {
+			select {
+			case cm, ok := <-w.C:
+				if !ok {
+					return nil
+				}
+				s.relayEvents(cm)
+				sc.add(scopeOf(cm))
+				*rev = cm.Revision
+			default:
+				more = false
+			}
+		}
+		if later != nil {
+			sc.add(later)
+			later = nil
+		}
+		if sc.empty() {
+			continue
+		}
+		_, busy, err := s.realizePass(ctx, sc)
+		if err != nil {
+			return err
+		}
+		if busy != nil {
+			// Backing off: a call may hold them while it waits for
+			// other hosts.
+			later, wait = busy, min(2*wait, time.Second)
+			retry.Reset(wait)
+		} else {
+			wait = retryBusy / 2
+		}
 	}
 }
 
@@ -172,8 +214,12 @@ func (sc *scope) add(o *scope) {
 	sc.hosts = sc.hosts || o.hosts
 }
 
+func newScope() *scope {
+	return &scope{cens: map[string]bool{}, cins: map[string]bool{}, ctrs: map[string]bool{}}
+}
+
 func scopeOf(cm graph.Commit) *scope {
-	sc := &scope{cens: map[string]bool{}, cins: map[string]bool{}, ctrs: map[string]bool{}}
+	sc := newScope()
 	for _, ch := range cm.Changes {
 		switch ch.Bucket {
 		case graph.BucketCENs:
@@ -226,8 +272,10 @@ func (s *Service) readWorld(ctx context.Context) (*world, error) {
 }
 
 // realizePass follows the objects sc names (every object when sc is
-// nil) and returns the revision it read at.
-func (s *Service) realizePass(ctx context.Context, sc *scope) (int64, error) {
+// nil) and returns the revision it read at. It locks those objects, as
+// a call would, and reads them again under the locks: what it applies is
+// what the store holds while no call of this host can change it.
+func (s *Service) realizePass(ctx context.Context, sc *scope) (rev int64, busy *scope, err error) {
 	if sc == nil || len(sc.ctrs) > 0 {
 		var keys map[string]bool
 		if sc != nil {
@@ -239,28 +287,83 @@ func (s *Service) realizePass(ctx context.Context, sc *scope) (int64, error) {
 	}
 	w, err := s.readWorld(ctx)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	all := sc == nil || sc.hosts
-	var cens []string
-	if all {
-		for id := range w.cens {
+	cens, cins := s.passObjects(w, sc, all)
+	// Objects a call of this host holds are left for a later pass.
+	var unlocks []func()
+	defer func() {
+		for _, u := range unlocks {
+			u()
+		}
+	}()
+	held := func(ids []string, key func(string) string, later func(*scope) map[string]bool) []string {
+		var got []string
+		for _, id := range ids {
+			unlock, ok := s.locks.tryLock(key(id))
+			if !ok {
+				if busy == nil {
+					busy = newScope()
+				}
+				later(busy)[id] = true
+				continue
+			}
+			unlocks = append(unlocks, unlock)
+			got = append(got, id)
+		}
+		return got
+	}
+	cens = held(cens, cenKey, func(sc *scope) map[string]bool { return sc.cens })
+	cins = held(cins, cinKey, func(sc *scope) map[string]bool { return sc.cins })
+	if w, err = s.readWorld(ctx); err != nil {
+		return 0, busy, err
+	}
+	// Reports answer calls that wait: for the objects a commit changed,
+	// or all of them after hosts came or went.
+	asked := func(kind map[string]bool, id string) bool { return all || kind[id] }
+	var reports []*graph.Realized
+	for _, id := range cens {
+		if r := s.realizeCEN(ctx, w, id, sc != nil && sc.hosts); r != nil && (sc == nil || asked(sc.cens, id)) {
+			reports = append(reports, r)
+		}
+	}
+	for _, id := range cins {
+		if r := s.realizeCIN(ctx, w, id); r != nil && (sc == nil || asked(sc.cins, id)) {
+			reports = append(reports, r)
+		}
+	}
+	if busy != nil && sc != nil && sc.hosts {
+		busy.hosts = true
+	}
+	return w.rev, busy, s.report(ctx, reports)
+}
+
+// passObjects returns the CENs and CINs a pass looks at, sorted: those sc
+// names, the CENs of the containers it names and the CINs over those
+// CENs; every one, and every one this host holds, when all.
+func (s *Service) passObjects(w *world, sc *scope, all bool) (cens, cins []string) {
+	s.real.mu.Lock()
+	for id := range s.real.cens {
+		if all || sc.cens[id] {
 			cens = append(cens, id)
 		}
-		s.real.mu.Lock()
-		for id := range s.real.cens {
-			cens = append(cens, id)
+	}
+	for id := range s.real.cins {
+		if all || sc.cins[id] {
+			cins = append(cins, id)
 		}
-		s.real.mu.Unlock()
-	} else {
-		for id := range sc.cens {
+	}
+	s.real.mu.Unlock()
+	for id, c := range w.cens {
+		switch {
+		case all || sc.cens[id]:
 			cens = append(cens, id)
-		}
-		// A container's state moves its ports.
-		for _, c := range w.cens {
+		case len(sc.ctrs) > 0:
+			// A container's state moves its ports.
 			for _, m := range c.Members {
 				if sc.ctrs[m.Key()] {
-					cens = append(cens, c.ID)
+					cens = append(cens, id)
 					break
 				}
 			}
@@ -268,21 +371,13 @@ func (s *Service) realizePass(ctx context.Context, sc *scope) (int64, error) {
 	}
 	slices.Sort(cens)
 	cens = slices.Compact(cens)
-	var reports []*graph.Realized
-	for _, id := range cens {
-		if r := s.realizeCEN(ctx, w, id, sc != nil && sc.hosts); r != nil {
-			reports = append(reports, r)
-		}
-	}
 	for _, c := range w.cins {
-		if !all && !sc.cins[c.ID] && !touchesAny(c, cens) {
-			continue
-		}
-		if r := s.realizeCIN(ctx, w, c); r != nil {
-			reports = append(reports, r)
+		if all || sc.cins[c.ID] || touchesAny(c, cens) {
+			cins = append(cins, c.ID)
 		}
 	}
-	return w.rev, s.report(ctx, reports)
+	slices.Sort(cins)
+	return cens, slices.Compact(cins)
 }
 
 func touchesAny(c *graph.CIN, cens []string) bool {
@@ -294,20 +389,26 @@ func touchesAny(c *graph.CIN, cens []string) bool {
 	return false
 }
 
-// realizeCEN brings this host's part of a CEN to what w says. It applies
-// nothing when this host's own API made the change (the call did), unless
-// hosts came or went (force), which no call follows.
+// realizeCEN brings this host's part of a CEN to what w says; the caller
+// holds the CEN's lock. It applies nothing when this host's own API made
+// the change (the call did), unless hosts came or went (force), which
+// no call follows. A CEN that is gone is removed whoever deleted it
+// (removing what is not there changes nothing).
 func (s *Service) realizeCEN(ctx context.Context, w *world, id string, force bool) *graph.Realized {
-	defer s.locks.lock(cenKey(id))()
 	c := w.cens[id]
 	var want *netfab.CEN
 	if c != nil && live(c.State) && s.hasPart(c) {
 		want = s.spec(c, w.ctrs)
 	}
 	have := s.real.cen(id)
-	ours := c == nil || s.mine(c.OpHost)
-	if ours && !force {
+	if c != nil && s.mine(c.OpHost) && !force {
 		s.real.setCEN(id, want)
+		if s.spans(c) && s.hasPart(c) {
+			// A later change of this host's own: a call of another
+			// host waiting on an earlier one learns this host is past
+			// it.
+			return s.realizedReport(kindCEN, id, w.rev, c.State, nil)
+		}
 		return nil
 	}
 	var err error
@@ -327,16 +428,34 @@ func (s *Service) realizeCEN(ctx context.Context, w *world, id string, force boo
 	} else {
 		s.log.Warn("realizer: CEN", "cen", id, "err", err)
 	}
-	if c == nil || ours || (!s.hasPart(c) && have == nil) {
+	if c == nil || (!s.hasPart(c) && have == nil) {
 		return nil
 	}
 	return s.realizedReport(kindCEN, id, w.rev, c.State, err)
 }
 
 // realizeCIN brings this host's part of a CIN (its members' addresses,
-// and the gateways where this host routes it) to what w says.
-func (s *Service) realizeCIN(ctx context.Context, w *world, c *graph.CIN) *graph.Realized {
-	defer s.locks.lock(cinKey(c.ID))()
+// and the gateways where this host routes it) to what w says; the
+// caller holds the CIN's lock.
+func (s *Service) realizeCIN(ctx context.Context, w *world, id string) *graph.Realized {
+	var c *graph.CIN
+	for _, x := range w.cins {
+		if x.ID == id {
+			c = x
+		}
+	}
+	have := s.real.cin(id)
+	if c == nil {
+		// Gone: its addresses go, whoever deleted it.
+		if have != nil {
+			if err := s.fab.ApplyCIN(ctx, have, nil, nil); err != nil {
+				s.log.Warn("realizer: CIN", "cin", id, "err", err)
+				return nil
+			}
+		}
+		s.real.setCIN(id, nil)
+		return nil
+	}
 	cw := &cinWorld{cin: c, cens: map[string]*graph.CEN{}, ctrs: w.ctrs}
 	part := c.Router == s.host
 	for _, id := range c.CENs {
@@ -349,9 +468,11 @@ func (s *Service) realizeCIN(ctx context.Context, w *world, c *graph.CIN) *graph
 	if live(c.State) && part && len(cw.cens) == len(c.CENs) {
 		want = s.cinSpec(cw)
 	}
-	have := s.real.cin(c.ID)
 	if s.mine(c.OpHost) {
-		s.real.setCIN(c.ID, want)
+		s.real.setCIN(id, want)
+		if part && len(s.cinHosts(cw)) > 0 {
+			return s.realizedReport(kindCIN, id, w.rev, c.State, nil)
+		}
 		return nil
 	}
 	var err error
@@ -359,14 +480,14 @@ func (s *Service) realizeCIN(ctx context.Context, w *world, c *graph.CIN) *graph
 		err = s.fab.ApplyCIN(ctx, have, want, nil)
 	}
 	if err == nil {
-		s.real.setCIN(c.ID, want)
+		s.real.setCIN(id, want)
 	} else {
-		s.log.Warn("realizer: CIN", "cin", c.ID, "err", err)
+		s.log.Warn("realizer: CIN", "cin", id, "err", err)
 	}
 	if !part && have == nil {
 		return nil
 	}
-	return s.realizedReport(kindCIN, c.ID, w.rev, c.State, err)
+	return s.realizedReport(kindCIN, id, w.rev, c.State, err)
 }
 
 func (s *Service) realizedReport(k kind, id string, rev int64, st graph.State, err error) *graph.Realized {
