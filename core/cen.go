@@ -380,10 +380,10 @@ func (s *Service) MakeCENs(ctx context.Context, ids []string) ([]Result, error) 
 			if errs[i] = s.partErr(cs[i]); errs[i] != nil {
 				continue
 			}
-			if errs[i] = s.fab.Apply(ctx, nil, specs[i]); errs[i] != nil {
+			if errs[i] = s.applyCEN(ctx, nil, specs[i]); errs[i] != nil {
 				// Apply undid what it created, but a CEN made before
 				// keeps what it had: a failed CEN holds nothing.
-				if derr := s.fab.Destroy(context.WithoutCancel(ctx), specs[i]); derr != nil {
+				if derr := s.destroyCEN(context.WithoutCancel(ctx), specs[i]); derr != nil {
 					errs[i] = fmt.Errorf("%w (and removing what was left failed: %w)", errs[i], derr)
 				}
 			}
@@ -407,7 +407,7 @@ func (s *Service) DestroyCENs(ctx context.Context, ids []string) ([]Result, erro
 				in = append(in, i)
 			}
 		}
-		if err := s.fab.DestroyMany(ctx, batch); err != nil {
+		if err := s.destroyCENs(ctx, batch); err != nil {
 			for _, i := range in {
 				errs[i] = err
 			}
@@ -483,7 +483,7 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 			continue
 		}
 		if op == OpMake {
-			if derr := s.fab.Destroy(context.WithoutCancel(ctx), specs[i]); derr != nil {
+			if derr := s.destroyCEN(context.WithoutCancel(ctx), specs[i]); derr != nil {
 				ferr = fmt.Errorf("%w (and removing this host's part failed: %w)", ferr, derr)
 			}
 		}
@@ -559,7 +559,7 @@ func (s *Service) DeleteCEN(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	if err := s.fab.Destroy(ctx, s.spec(cs[0], ctrs)); err != nil {
+	if err := s.destroyCEN(ctx, s.spec(cs[0], ctrs)); err != nil {
 		return fmt.Errorf("delete CEN %s: %w", id, err)
 	}
 	if s.spans(cs[0]) {

@@ -523,7 +523,7 @@ func (s *Service) applyRouters(ctx context.Context, before, after map[string]*gr
 			return err
 		}
 		if pb, pa := s.spec(b, ctrs), s.spec(a, ctrs); !reflect.DeepEqual(pb, pa) {
-			if err := s.fab.Apply(ctx, pb, pa); err != nil {
+			if err := s.applyCEN(ctx, pb, pa); err != nil {
 				return fmt.Errorf("CEN %s: %w", id, err)
 			}
 		}
@@ -549,9 +549,23 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 		return nil, err
 	}
 	defer s.observeBatch(kindCIN, op, time.Now(), &err)
+	return retry(ctx, func() ([]Result, bool, error) { return s.cinBatchOnce(ctx, ids, op, okState) })
+}
+
+// cloneCIN copies a CIN, its maps and lists too.
+func cloneCIN(c *graph.CIN) *graph.CIN {
+	cp := *c
+	cp.CENs, cp.Subnets, cp.Addrs = slices.Clone(c.CENs), maps.Clone(c.Subnets), maps.Clone(c.Addrs)
+	return &cp
+}
+
+// cinBatchOnce is one try of cinBatch: done is false, with nothing done,
+// when another host's call changed a CIN between its read and this
+// call's first commit.
+func (s *Service) cinBatchOnce(ctx context.Context, ids []string, op Op, okState graph.State) (_ []Result, done bool, err error) {
 	unlock, worlds, err := s.lockCINs(ctx, ids)
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
 	defer func() { unlock() }()
 	results := make([]Result, len(worlds))
@@ -560,7 +574,9 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 	was := make([]graph.State, len(worlds))
 	cens := make([]map[string]*graph.CEN, len(worlds)) // with their routers after
 	olds := make([]map[string]*graph.CEN, len(worlds))
+	read := make([]*graph.CIN, len(worlds)) // as read, to check at the commit
 	for i, w := range worlds {
+		read[i] = cloneCIN(w.cin)
 		before[i], was[i], olds[i] = cinAddresses(w), w.cin.State, w.cens
 		switch {
 		case op == OpMake:
@@ -581,6 +597,11 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 	}
 	rev, err := s.store.UpdateRev(ctx, func(tx graph.Tx) error {
 		for i, w := range worlds {
+			if cur, err := graph.GetCIN(tx, w.cin.ID); err != nil {
+				return err
+			} else if !reflect.DeepEqual(cur, read[i]) {
+				return errMoved
+			}
 			c := *w.cin
 			c.State = st
 			if err := s.putCIN(tx, &c); err != nil {
@@ -598,8 +619,11 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 		}
 		return nil
 	})
+	if errors.Is(err, errMoved) {
+		return nil, false, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
 	want := map[awaitKey][]string{}
 	for i, w := range worlds {
@@ -610,12 +634,12 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 		if op == OpMake {
 			if errs[i] = s.applyRouters(ctx, olds[i], cens[i], w.ctrs); errs[i] == nil {
 				next := &cinWorld{cin: w.cin, cens: cens[i], ctrs: w.ctrs}
-				if errs[i] = s.fab.ApplyCIN(ctx, nil, s.cinSpec(next), nil); errs[i] != nil {
+				if errs[i] = s.applyCIN(ctx, nil, s.cinSpec(next), nil); errs[i] != nil {
 					s.applyRouters(context.WithoutCancel(ctx), cens[i], olds[i], w.ctrs)
 				}
 			}
 		} else if was[i] == graph.StateConfigured {
-			errs[i] = s.fab.ApplyCIN(ctx, s.cinSpec(w), nil, nil)
+			errs[i] = s.applyCIN(ctx, s.cinSpec(w), nil, nil)
 		}
 		if hs := s.cinHosts(&cinWorld{cin: w.cin, cens: cens[i]}); len(hs) > 0 && errs[i] == nil {
 			want[awaitKey{kindCIN, w.cin.ID}] = hs
@@ -630,7 +654,7 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 			if op == OpMake && errs[i] == nil {
 				// Made here, failed elsewhere: undo this host's part.
 				next := &cinWorld{cin: w.cin, cens: cens[i], ctrs: w.ctrs}
-				s.fab.ApplyCIN(context.WithoutCancel(ctx), s.cinSpec(next), nil, nil)
+				s.applyCIN(context.WithoutCancel(ctx), s.cinSpec(next), nil, nil)
 				s.applyRouters(context.WithoutCancel(ctx), cens[i], olds[i], w.ctrs)
 			}
 			results[i] = Result{CIN: w.cin.ID, State: failedState(op, was[i]), Error: err.Error()}
@@ -698,12 +722,12 @@ func (s *Service) cinBatch(ctx context.Context, ids []string, op Op, okState gra
 		return append(evs, resultEvents(kindCIN, results)...)
 	})
 	if err != nil {
-		return results, err
+		return results, true, err
 	}
 	if hasTAPMembers(worlds...) {
 		s.syncTAPAddresses(ctx)
 	}
-	return results, graph.JoinErrors(failed...)
+	return results, true, graph.JoinErrors(failed...)
 }
 
 // DeleteCIN destroys a CIN's addressing and removes it, freeing its
@@ -727,7 +751,7 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 		}
 	}
 	if w.cin.State == graph.StateConfigured {
-		if err := s.fab.ApplyCIN(ctx, s.cinSpec(w), nil, nil); err != nil {
+		if err := s.applyCIN(ctx, s.cinSpec(w), nil, nil); err != nil {
 			return fmt.Errorf("delete CIN %s: %w", id, err)
 		}
 	}

@@ -550,7 +550,7 @@ func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs 
 	if err := s.partErr(nc); err != nil {
 		return err
 	}
-	if err := s.fab.Apply(ctx, s.spec(c, ctrs), s.spec(nc, ctrs)); err != nil {
+	if err := s.applyCEN(ctx, s.spec(c, ctrs), s.spec(nc, ctrs)); err != nil {
 		return fail(err)
 	}
 	if w == nil || w.cin.State != graph.StateConfigured {
@@ -560,8 +560,8 @@ func (s *Service) applyMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs 
 	// addresses need applying again.
 	rewired := cen.WiringOf(c) != cen.WiringOf(nc)
 	dirty := func(a netfab.Address) bool { return rewired && a.IfName == nc.IfName }
-	if err := s.fab.ApplyCIN(ctx, s.cinSpec(w), s.cinSpec(nw), dirty); err != nil {
-		if uerr := s.fab.Apply(context.WithoutCancel(ctx), s.spec(nc, ctrs), s.spec(c, ctrs)); uerr != nil {
+	if err := s.applyCIN(ctx, s.cinSpec(w), s.cinSpec(nw), dirty); err != nil {
+		if uerr := s.applyCEN(context.WithoutCancel(ctx), s.spec(nc, ctrs), s.spec(c, ctrs)); uerr != nil {
 			err = fmt.Errorf("%w (and undoing the CEN change failed: %w)", err, uerr)
 		}
 		return fail(fmt.Errorf("CIN %s: %w", w.cin.ID, err))
@@ -575,12 +575,12 @@ func (s *Service) undoMemberChange(ctx context.Context, c, nc *graph.CEN, ctrs m
 	if c.State != graph.StateConfigured {
 		return nil
 	}
-	if err := s.fab.Apply(ctx, s.spec(nc, ctrs), s.spec(c, ctrs)); err != nil {
+	if err := s.applyCEN(ctx, s.spec(nc, ctrs), s.spec(c, ctrs)); err != nil {
 		return err
 	}
 	if w != nil && w.cin.State == graph.StateConfigured {
 		// Every address again: an interface the undo made anew has none.
-		if err := s.fab.ApplyCIN(ctx, s.cinSpec(nw), s.cinSpec(w), nil); err != nil {
+		if err := s.applyCIN(ctx, s.cinSpec(nw), s.cinSpec(w), nil); err != nil {
 			return fmt.Errorf("CIN %s: %w", w.cin.ID, err)
 		}
 	}

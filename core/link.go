@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"time"
 
@@ -224,7 +226,7 @@ func (s *Service) changeLinkOnce(ctx context.Context, m graph.Member, cenID stri
 	if !ok || err != nil {
 		return v, ok, err
 	}
-	defer unlock()
+	defer func() { unlock() }()
 	c, w := sc.c, sc.w
 	if !sc.known {
 		return v, true, graph.Errorf(graph.ErrNotFound, "no container %q on host %q", m.Container, m.Host)
@@ -261,12 +263,31 @@ func (s *Service) changeLinkOnce(ctx context.Context, m graph.Member, cenID stri
 	if err := s.applyMemberChange(ctx, c, &nc, sc.ctrs, w, nw); err != nil {
 		return v, true, err
 	}
-	err = s.commit(func(tx graph.Tx) error { return s.putCEN(tx, &nc) }, func() []monitor.Event {
+	rev, err := s.commitRev(ctx, func(tx graph.Tx) error {
+		if err := unchanged(tx, c, nil); err != nil {
+			return err
+		}
+		return s.putCEN(tx, &nc)
+	}, func() []monitor.Event {
 		st := LinkUp
 		if next != nil && next.State == LinkDown {
 			st = LinkDown
 		}
 		return []monitor.Event{{Action: monitor.ActionLinkUpdated, Data: monitor.ObjectEvent{CEN: cenID, Host: m.Host, Container: m.Container, State: st}}}
 	})
+	if errors.Is(err, errMoved) {
+		// Another host changed the CEN meanwhile: from the store again.
+		if uerr := s.undoMemberChange(context.WithoutCancel(ctx), c, &nc, sc.ctrs, w, nw); uerr != nil {
+			return v, true, fmt.Errorf("CEN %s changed meanwhile, and undoing this change failed: %w", cenID, uerr)
+		}
+		return v, false, nil
+	}
+	if err == nil && m.Host != s.host && c.State == graph.StateConfigured {
+		// The member's link is its own host's to impair.
+		fails := s.awaitReleased(ctx, &unlock, sc.keys, map[awaitKey][]string{{kindCEN, cenID}: {m.Host}}, rev)
+		if ferr := fails[awaitKey{kindCEN, cenID}]; ferr != nil {
+			err = fmt.Errorf("link of %s on CEN %s changed, but not on its host yet: %w", m.Container, cenID, ferr)
+		}
+	}
 	return s.viewLink(&nc, m), true, err
 }

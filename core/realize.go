@@ -390,25 +390,22 @@ func touchesAny(c *graph.CIN, cens []string) bool {
 }
 
 // realizeCEN brings this host's part of a CEN to what w says; the caller
-// holds the CEN's lock. It applies nothing when this host's own API made
-// the change (the call did), unless hosts came or went (force), which
-// no call follows. A CEN that is gone is removed whoever deleted it
-// (removing what is not there changes nothing).
+// holds the CEN's lock. What this host's own calls applied is noted
+// (applyCEN...), so it applies only what differs: other hosts' changes,
+// flood lists when hosts come and go. A CEN that is gone is removed
+// whoever deleted it (removing what is not there changes nothing). On
+// one host, with no other host's changes to follow, it only notes what
+// the calls did.
 func (s *Service) realizeCEN(ctx context.Context, w *world, id string, force bool) *graph.Realized {
 	c := w.cens[id]
 	var want *netfab.CEN
-	if c != nil && live(c.State) && s.hasPart(c) {
-		want = s.spec(c, w.ctrs)
+	if c != nil && live(c.State) {
+		want = s.spec(c, w.ctrs) // nothing, on a host with no part
 	}
 	have := s.real.cen(id)
-	if c != nil && s.mine(c.OpHost) && !force {
+	if c != nil && s.mine(c.OpHost) && !force && !s.peers.shared() {
+		// One host: its calls did all there is; the kernel holds want.
 		s.real.setCEN(id, want)
-		if s.spans(c) && s.hasPart(c) {
-			// A later change of this host's own: a call of another
-			// host waiting on an earlier one learns this host is past
-			// it.
-			return s.realizedReport(kindCEN, id, w.rev, c.State, nil)
-		}
 		return nil
 	}
 	var err error
@@ -465,14 +462,11 @@ func (s *Service) realizeCIN(ctx context.Context, w *world, id string) *graph.Re
 		}
 	}
 	var want *netfab.CIN
-	if live(c.State) && part && len(cw.cens) == len(c.CENs) {
+	if live(c.State) && len(cw.cens) == len(c.CENs) {
 		want = s.cinSpec(cw)
 	}
-	if s.mine(c.OpHost) {
+	if s.mine(c.OpHost) && !s.peers.shared() {
 		s.real.setCIN(id, want)
-		if part && len(s.cinHosts(cw)) > 0 {
-			return s.realizedReport(kindCIN, id, w.rev, c.State, nil)
-		}
 		return nil
 	}
 	var err error
@@ -608,4 +602,46 @@ func (s *Service) adoptContainers(ctx context.Context, keys map[string]bool) err
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// The kernel calls of this host's own calls go through these, which note
+// what the kernel holds after them: the realizer then applies only what
+// differs, such as another host's change that came in meanwhile. On
+// failure the fabric has put back what was there before.
+
+func (s *Service) applyCEN(ctx context.Context, prev, next *netfab.CEN) error {
+	err := s.fab.Apply(ctx, prev, next)
+	if err == nil {
+		s.real.setCEN(next.ID, next)
+	}
+	return err
+}
+
+func (s *Service) destroyCEN(ctx context.Context, c *netfab.CEN) error {
+	err := s.fab.Destroy(ctx, c)
+	if err == nil && c != nil {
+		s.real.setCEN(c.ID, nil)
+	}
+	return err
+}
+
+func (s *Service) destroyCENs(ctx context.Context, cs []*netfab.CEN) error {
+	err := s.fab.DestroyMany(ctx, cs)
+	if err == nil {
+		for _, c := range cs {
+			s.real.setCEN(c.ID, nil)
+		}
+	}
+	return err
+}
+
+func (s *Service) applyCIN(ctx context.Context, prev, next *netfab.CIN, dirty func(netfab.Address) bool) error {
+	err := s.fab.ApplyCIN(ctx, prev, next, dirty)
+	switch {
+	case err == nil && next != nil:
+		s.real.setCIN(next.ID, next)
+	case err == nil && prev != nil:
+		s.real.setCIN(prev.ID, nil)
+	}
+	return err
 }

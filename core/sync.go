@@ -170,7 +170,7 @@ func (s *Service) syncOnce(ctx context.Context, m graph.Member) (done bool, err 
 		if sp.Wiring() == graph.WiringWire && ctr.Running() {
 			wireIfs[c.IfName] = true // both ends are new: both addresses again
 		}
-		if err := s.fab.Apply(ctx, nil, sp); err != nil {
+		if err := s.applyCEN(ctx, nil, sp); err != nil {
 			kernelErrs = append(kernelErrs, fmt.Errorf("CEN %s: %w", c.ID, err))
 		}
 	}
@@ -185,7 +185,7 @@ func (s *Service) syncOnce(ctx context.Context, m graph.Member) (done bool, err 
 		was.ctrs[m] = &old
 		w.ctrs[m] = ctr
 		dirty := func(a netfab.Address) bool { return a.Member == m.Container || wireIfs[a.IfName] }
-		if err := s.fab.ApplyCIN(ctx, s.cinSpec(was), s.cinSpec(w), dirty); err != nil {
+		if err := s.applyCIN(ctx, s.cinSpec(was), s.cinSpec(w), dirty); err != nil {
 			kernelErrs = append(kernelErrs, fmt.Errorf("CIN %s: %w", w.cin.ID, err))
 		}
 		evs = append(evs, addressEvents(w.cin.ID, cinAddresses(was), cinAddresses(w))...)

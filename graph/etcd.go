@@ -99,7 +99,7 @@ func (s *EtcdStore) fail(ctx context.Context, what string, err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		code == codes.Unavailable || code == codes.DeadlineExceeded {
-		return Errorf(ErrUnavailable, "etcd %s: %w", what, err)
+		return Errorf(ErrUnavailable, "the store is unavailable: etcd does not answer (%s: %w)", what, err)
 	}
 	return fmt.Errorf("etcd %s: %w", what, err)
 }
