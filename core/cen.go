@@ -72,6 +72,10 @@ type Result struct {
 	CPool string      `json:"cpoolID,omitempty"`
 	State graph.State `json:"state"`
 	Error string      `json:"error,omitempty"`
+	// Late names the hosts that have not realized their part yet (their
+	// lease lapsed, or they did not report in time): they do when they
+	// are back.
+	Late string `json:"late,omitempty"`
 }
 
 // ImportSummary says what an import did.
@@ -477,9 +481,15 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 		}
 	}
 	fails := s.awaitReleased(ctx, &unlock, keys, want, rev)
+	late := make([]error, len(cs)) // hosts that have not realized it yet
 	for i, c := range cs {
 		ferr := fails[awaitKey{kindCEN, c.ID}]
 		if ferr == nil {
+			continue
+		}
+		if isLagging(ferr) && errs[i] == nil {
+			// Made: those hosts realize their part when they are back.
+			late[i] = ferr
 			continue
 		}
 		if op == OpMake {
@@ -494,6 +504,10 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 	for i, c := range cs {
 		err := errs[i]
 		results[i] = Result{CEN: c.ID, State: okState}
+		if late[i] != nil {
+			results[i].Late = late[i].Error()
+			failed = append(failed, fmt.Errorf("%s CEN %s: %w", op, c.ID, late[i]))
+		}
 		if err != nil {
 			results[i] = Result{CEN: c.ID, State: failedState(op, c.State), Error: err.Error()}
 			failed = append(failed, fmt.Errorf("%s CEN %s: %w", op, c.ID, err))
@@ -512,10 +526,12 @@ func (s *Service) cenBatch(ctx context.Context, ids []string, op Op, okState gra
 				return err
 			}
 			// A failed destroy keeps the state it had: the kernel may
-			// still hold the CEN.
-			if results[i].Error == "" || op != OpDestroy {
+			// still hold the CEN. Hosts that are late are not an error
+			// of the CEN's.
+			switch {
+			case results[i].Error == "" || op != OpDestroy:
 				cur.State, cur.Error = results[i].State, results[i].Error
-			} else {
+			default:
 				cur.State, cur.Error = c.State, c.Error
 			}
 			if err := s.putCEN(tx, cur); err != nil {

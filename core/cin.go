@@ -648,8 +648,15 @@ func (s *Service) cinBatchOnce(ctx context.Context, ids []string, op Op, okState
 	fails := s.awaitReleased(ctx, &unlock, cinLockKeys(worlds), want, rev)
 	var failed []error
 	for i, w := range worlds {
-		err := errors.Join(errs[i], fails[awaitKey{kindCIN, w.cin.ID}])
+		ferr := fails[awaitKey{kindCIN, w.cin.ID}]
 		results[i] = Result{CIN: w.cin.ID, State: okState}
+		if errs[i] == nil && isLagging(ferr) {
+			// Made or destroyed: those hosts follow when they are back.
+			results[i].Late = ferr.Error()
+			failed = append(failed, fmt.Errorf("%s CIN %s: %w", op, w.cin.ID, ferr))
+			continue
+		}
+		err := errors.Join(errs[i], ferr)
 		if err != nil {
 			if op == OpMake && errs[i] == nil {
 				// Made here, failed elsewhere: undo this host's part.

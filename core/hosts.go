@@ -319,8 +319,25 @@ func (s *Service) await(ctx context.Context, want map[awaitKey][]string, rev int
 	}
 	for k, errs := range fails {
 		out[k] = errors.Join(errs...)
+		if !slices.ContainsFunc(errs, func(e error) bool { return !errors.Is(e, graph.ErrUnavailable) }) {
+			out[k] = lagging{out[k]}
+		}
 	}
 	return out
+}
+
+// lagging is what await returns for an object when every host that did
+// not realize it is only late: unknown, or silent. None failed: the
+// object stays as the call committed it, and those hosts realize it when
+// they are back.
+type lagging struct{ error }
+
+func (l lagging) Unwrap() error { return l.error }
+
+// isLagging reports whether err says only that hosts are late.
+func isLagging(err error) bool {
+	var l lagging
+	return errors.As(err, &l)
 }
 
 // touches reports whether a commit changes a key of one of buckets.
