@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -28,49 +29,48 @@ import (
 // (await).
 
 // realized is what this host's kernel holds of CENs and CINs, as the
-// realizer last saw or made it.
+// realizer last saw or made it, and as this host's calls left it.
 type realized struct {
-	mu   sync.Mutex
-	cens map[string]*netfab.CEN
-	cins map[string]*netfab.CIN
+	cens held[netfab.CEN]
+	cins held[netfab.CIN]
 }
 
-func (r *realized) cen(id string) *netfab.CEN {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cens[id]
+func (r *realized) cen(id string) *netfab.CEN        { return r.cens.get(id) }
+func (r *realized) setCEN(id string, sp *netfab.CEN) { r.cens.set(id, sp) }
+func (r *realized) cin(id string) *netfab.CIN        { return r.cins.get(id) }
+func (r *realized) setCIN(id string, sp *netfab.CIN) { r.cins.set(id, sp) }
+
+// held is what the kernel holds of one kind of object, by ID.
+type held[T any] struct {
+	mu sync.Mutex
+	m  map[string]*T
 }
 
-func (r *realized) setCEN(id string, sp *netfab.CEN) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cens == nil {
-		r.cens = map[string]*netfab.CEN{}
-	}
-	if sp == nil {
-		delete(r.cens, id)
-	} else {
-		r.cens[id] = sp
-	}
+func (h *held[T]) get(id string) *T {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m[id]
 }
 
-func (r *realized) cin(id string) *netfab.CIN {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cins[id]
+// set records x, or that nothing is held when x is nil.
+func (h *held[T]) set(id string, x *T) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if x == nil {
+		delete(h.m, id)
+		return
+	}
+	if h.m == nil {
+		h.m = map[string]*T{}
+	}
+	h.m[id] = x
 }
 
-func (r *realized) setCIN(id string, sp *netfab.CIN) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cins == nil {
-		r.cins = map[string]*netfab.CIN{}
-	}
-	if sp == nil {
-		delete(r.cins, id)
-	} else {
-		r.cins[id] = sp
-	}
+// ids returns the IDs of what is held.
+func (h *held[T]) ids() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Collect(maps.Keys(h.m))
 }
 
 // live reports whether a CEN or CIN in state st is wanted in the kernel.
@@ -343,18 +343,16 @@ func (s *Service) realizePass(ctx context.Context, sc *scope) (rev int64, busy *
 // names, the CENs of the containers it names and the CINs over those
 // CENs; every one, and every one this host holds, when all.
 func (s *Service) passObjects(w *world, sc *scope, all bool) (cens, cins []string) {
-	s.real.mu.Lock()
-	for id := range s.real.cens {
+	for _, id := range s.real.cens.ids() {
 		if all || sc.cens[id] {
 			cens = append(cens, id)
 		}
 	}
-	for id := range s.real.cins {
+	for _, id := range s.real.cins.ids() {
 		if all || sc.cins[id] {
 			cins = append(cins, id)
 		}
 	}
-	s.real.mu.Unlock()
 	for id, c := range w.cens {
 		switch {
 		case all || sc.cens[id]:
