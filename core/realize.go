@@ -163,7 +163,8 @@ func (s *Service) follow(ctx context.Context, w *graph.Watcher, rev *int64, late
 			sc.add(later)
 			later = nil
 		}
-		if sc.empty() {
+		if sc.empty() || !sc.hosts && !s.peers.shared() {
+			// Alone on the store: this host's calls did all there is.
 			continue
 		}
 		_, busy, err := s.realizePass(ctx, sc)
