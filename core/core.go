@@ -75,9 +75,12 @@ type Service struct {
 	hc    HostConfig
 	// peers are the hosts sharing the store, as the realizer last saw.
 	peers hostTable
-	// real is what this host's kernel holds of CENs and CINs that span
-	// hosts: see realizer.
+	// real is what this host's kernel holds of CENs and CINs: see
+	// realize.go.
 	real realized
+	// lastWorld is the realizer's last read of the graph (its goroutine
+	// only).
+	lastWorld *world
 }
 
 // New returns a Service; call Reconcile before serving requests.

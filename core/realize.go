@@ -7,6 +7,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,7 +140,7 @@ func (s *Service) follow(ctx context.Context, w *graph.Watcher, rev *int64, late
 				return nil
 			}
 			s.relayEvents(cm)
-			sc.add(scopeOf(cm))
+			sc.add(s.scopeOf(cm))
 			*rev = cm.Revision
 		case <-retry.C:
 		case <-ctx.Done():
@@ -153,7 +154,7 @@ func (s *Service) follow(ctx context.Context, w *graph.Watcher, rev *int64, late
 					return nil
 				}
 				s.relayEvents(cm)
-				sc.add(scopeOf(cm))
+				sc.add(s.scopeOf(cm))
 				*rev = cm.Revision
 			default:
 				more = false
@@ -196,6 +197,9 @@ type scope struct {
 	cens, cins map[string]bool
 	ctrs       map[string]bool // by Member.Key
 	hosts      bool            // host records or leases changed
+	// adopt are containers of this host that other hosts registered
+	// (no runtime yet) or deleted (state deleting), as committed.
+	adopt []*graph.Container
 }
 
 func (sc *scope) empty() bool {
@@ -213,13 +217,14 @@ func (sc *scope) add(o *scope) {
 		sc.ctrs[k] = true
 	}
 	sc.hosts = sc.hosts || o.hosts
+	sc.adopt = append(sc.adopt, o.adopt...)
 }
 
 func newScope() *scope {
 	return &scope{cens: map[string]bool{}, cins: map[string]bool{}, ctrs: map[string]bool{}}
 }
 
-func scopeOf(cm graph.Commit) *scope {
+func (s *Service) scopeOf(cm graph.Commit) *scope {
 	sc := newScope()
 	for _, ch := range cm.Changes {
 		switch ch.Bucket {
@@ -229,6 +234,12 @@ func scopeOf(cm graph.Commit) *scope {
 			sc.cins[ch.Key] = true
 		case graph.BucketContainers:
 			sc.ctrs[ch.Key] = true
+			if ch.Deleted || !strings.HasPrefix(ch.Key, s.host+"/") {
+				continue
+			}
+			if c, err := graph.DecodeContainer(ch.Value); err == nil && (c.Runtime == "" || c.State == graph.StateDeleting) {
+				sc.adopt = append(sc.adopt, c)
+			}
 		case graph.BucketHosts, graph.BucketAlive:
 			sc.hosts = true
 		}
@@ -244,11 +255,15 @@ type world struct {
 	ctrs map[graph.Member]*graph.Container
 }
 
-func (s *Service) readWorld(ctx context.Context) (*world, error) {
+// readWorld reads the graph in one snapshot, and the hosts too when
+// hosts is true.
+func (s *Service) readWorld(ctx context.Context, hosts bool) (*world, error) {
 	w := &world{cens: map[string]*graph.CEN{}, ctrs: map[graph.Member]*graph.Container{}}
 	rev, err := s.store.ViewRev(ctx, func(tx graph.Tx) error {
-		if err := s.peers.load(tx); err != nil {
-			return err
+		if hosts {
+			if err := s.peers.load(tx); err != nil {
+				return err
+			}
 		}
 		cs, err := graph.ListCENs(tx)
 		if err != nil {
@@ -277,20 +292,25 @@ func (s *Service) readWorld(ctx context.Context) (*world, error) {
 // a call would, and reads them again under the locks: what it applies is
 // what the store holds while no call of this host can change it.
 func (s *Service) realizePass(ctx context.Context, sc *scope) (rev int64, busy *scope, err error) {
-	if sc == nil || len(sc.ctrs) > 0 {
-		var keys map[string]bool
+	all := sc == nil || sc.hosts
+	if all || len(sc.adopt) > 0 {
+		var todo []*graph.Container
 		if sc != nil {
-			keys = sc.ctrs
+			todo = sc.adopt
 		}
-		if err := s.adoptContainers(ctx, keys); err != nil {
+		if err := s.adoptContainers(ctx, todo, all); err != nil {
 			s.log.Warn("realizer: containers registered by other hosts", "err", err)
 		}
 	}
-	w, err := s.readWorld(ctx)
-	if err != nil {
-		return 0, nil, err
+	// Which objects to look at, from the last pass's read (or a first
+	// one): the commits name the CENs and CINs they changed, and a
+	// container's CENs only change in commits of those CENs.
+	w := s.lastWorld
+	if w == nil || all {
+		if w, err = s.readWorld(ctx, false); err != nil {
+			return 0, nil, err
+		}
 	}
-	all := sc == nil || sc.hosts
 	cens, cins := s.passObjects(w, sc, all)
 	// Objects a call of this host holds are left for a later pass.
 	var unlocks []func()
@@ -317,9 +337,12 @@ func (s *Service) realizePass(ctx context.Context, sc *scope) (rev int64, busy *
 	}
 	cens = held(cens, cenKey, func(sc *scope) map[string]bool { return sc.cens })
 	cins = held(cins, cinKey, func(sc *scope) map[string]bool { return sc.cins })
-	if w, err = s.readWorld(ctx); err != nil {
+	// The pass reads at one revision, the hosts too when they changed:
+	// the watch goes on from it, so no change after it is missed.
+	if w, err = s.readWorld(ctx, all); err != nil {
 		return 0, busy, err
 	}
+	s.lastWorld = w
 	// Reports answer calls that wait: for the objects a commit changed,
 	// or all of them after hosts came or went.
 	asked := func(kind map[string]bool, id string) bool { return all || kind[id] }
@@ -336,6 +359,16 @@ func (s *Service) realizePass(ctx context.Context, sc *scope) (rev int64, busy *
 	}
 	if busy != nil && sc != nil && sc.hosts {
 		busy.hosts = true
+	}
+	// Containers registered here after the adoption above: the watch
+	// goes on after this read, so they are taken now, in a pass soon.
+	for _, c := range w.ctrs {
+		if c.Host == s.host && (c.Runtime == "" && c.State != graph.StateFailed || c.State == graph.StateDeleting) {
+			if busy == nil {
+				busy = newScope()
+			}
+			busy.adopt = append(busy.adopt, c)
+		}
 	}
 	return w.rev, busy, s.report(ctx, reports)
 }
@@ -518,26 +551,26 @@ func (s *Service) report(ctx context.Context, rs []*graph.Realized) error {
 // adoptContainers resolves the containers other hosts registered on
 // this one (records without a runtime): this host's runtimes find them,
 // and the netns runtime makes their namespaces. It forgets those other
-// hosts deleted (state deleting), releasing their namespaces. keys
-// limits it to those containers (nil: all of this host's).
-func (s *Service) adoptContainers(ctx context.Context, keys map[string]bool) error {
-	var todo, gone []*graph.Container
-	if err := s.store.View(func(tx graph.Tx) error {
-		cs, err := graph.ListContainers(tx)
-		for _, c := range cs {
-			if c.Host != s.host || keys != nil && !keys[c.Member().Key()] {
-				continue
-			}
-			switch {
-			case c.State == graph.StateDeleting:
-				gone = append(gone, c)
-			case c.Runtime == "":
-				todo = append(todo, c)
-			}
+// hosts deleted (state deleting), releasing their namespaces: those of
+// cs, as commits had them, or every one in the store when all.
+func (s *Service) adoptContainers(ctx context.Context, cs []*graph.Container, all bool) error {
+	if all {
+		if err := s.store.View(func(tx graph.Tx) (err error) {
+			cs, err = graph.ListContainers(tx)
+			return err
+		}); err != nil {
+			return err
 		}
-		return err
-	}); err != nil {
-		return err
+	}
+	var todo, gone []*graph.Container
+	for _, c := range cs {
+		switch {
+		case c.Host != s.host:
+		case c.State == graph.StateDeleting:
+			gone = append(gone, c)
+		case c.Runtime == "":
+			todo = append(todo, c)
+		}
 	}
 	var errs []error
 	for _, c := range gone {

@@ -434,6 +434,15 @@ func DeleteContainer(tx Tx, host, id string) error {
 	return tx.Delete(bucketContainers, host+"/"+id)
 }
 
+// DecodeContainer decodes a container as a Commit's change carries it.
+func DecodeContainer(b []byte) (*Container, error) {
+	var c Container
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decode container: %w", err)
+	}
+	return &c, nil
+}
+
 // ListContainers returns every container, ordered by host and ID.
 func ListContainers(tx Tx) ([]*Container, error) { return list[Container](tx, bucketContainers) }
 
