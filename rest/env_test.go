@@ -102,7 +102,9 @@ func (e *env) start() {
 	}
 	o := e.opts
 	o.Metrics = e.metrics
-	o.Stale = e.stale
+	if e.stale != nil {
+		o.Stale = e.stale
+	}
 	if e.eng != nil {
 		e.pools = cpool.New(cpool.Options{Engine: e.eng, Service: e.svc, Store: e.store, Host: "host1", Resync: time.Second})
 		e.pools.Start()

@@ -97,7 +97,9 @@ func (e *gns3Env) start() {
 	e.mgr.UseCENs(e.svc)
 	e.ports = ports
 	e.opts.VMs = e.mgr
-	e.opts.Stale = e.stale
+	if e.stale != nil {
+		e.opts.Stale = e.stale
+	}
 	e.srv = httptest.NewServer(New(context.Background(), e.svc, e.opts))
 }
 
