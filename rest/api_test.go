@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -629,9 +628,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 		e.must(204, "DELETE", "/host/host1/"+c, "", nil)
 	}
 	e.stop()
-	if err := os.Remove(filepath.Join(e.dir, graph.StoreFile)); err != nil {
-		t.Fatal(err)
-	}
+	e.wipeStore()
 	e.start()
 
 	var res core.ImportResult

@@ -34,11 +34,16 @@ type env struct {
 	t      *testing.T
 	prefix string // of every namespace this env creates
 	dir    string // state dir
-	fab    *netfab.Fabric
-	store  *graph.BoltStore
-	svc    *core.Service
-	srv    *httptest.Server
-	opts   Options
+	// storeKey is the etcd prefix of the env's store (on etcd), kept
+	// across restarts as the bbolt file in dir is.
+	storeKey string
+	fab      *netfab.Fabric
+	store    graph.Store
+	// stale is the Mirror's Stale on etcd, as the daemon passes it.
+	stale func() (bool, int64, time.Time)
+	svc   *core.Service
+	srv   *httptest.Server
+	opts  Options
 	// eng, when set, makes Docker a runtime and serves CPools.
 	eng   *dockerrt.Engine
 	pools *cpool.Manager
@@ -57,6 +62,7 @@ func newEnvWith(t *testing.T, o Options, eng *dockerrt.Engine) *env {
 	t.Helper()
 	ktest.NeedRoot(t)
 	e := &env{t: t, prefix: ktest.Prefix(t), dir: t.TempDir(), opts: o, eng: eng}
+	e.storeKey = storePrefix(t, e.prefix)
 	e.start()
 	t.Cleanup(func() {
 		e.stop()
@@ -70,9 +76,7 @@ func (e *env) start() {
 	t := e.t
 	t.Helper()
 	var err error
-	if e.store, err = graph.OpenBolt(e.dir); err != nil {
-		t.Fatal(err)
-	}
+	e.store, e.stale = openStore(t, e.dir, e.storeKey)
 	fabName := e.prefix + "fabric"
 	if e.fab, err = netfab.OpenFabric(context.Background(), fabName); err != nil {
 		t.Fatal(err)
@@ -98,6 +102,9 @@ func (e *env) start() {
 	}
 	o := e.opts
 	o.Metrics = e.metrics
+	if e.stale != nil {
+		o.Stale = e.stale
+	}
 	if e.eng != nil {
 		e.pools = cpool.New(cpool.Options{Engine: e.eng, Service: e.svc, Store: e.store, Host: "host1", Resync: time.Second})
 		e.pools.Start()
@@ -132,6 +139,19 @@ func (e *env) in(t *testing.T) *env {
 func (e *env) restart() {
 	e.stop()
 	e.start()
+}
+
+// wipeStore empties the store of a stopped env, as removing a state dir
+// does: the bbolt file goes; on etcd, the env moves to a fresh prefix.
+func (e *env) wipeStore() {
+	e.t.Helper()
+	if onEtcd() {
+		e.storeKey += "-wiped"
+		return
+	}
+	if err := os.Remove(filepath.Join(e.dir, graph.StoreFile)); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // ns is the namespace path of a netns-runtime container.

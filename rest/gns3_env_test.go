@@ -44,6 +44,7 @@ func newGNS3Env(t *testing.T, binary string) *gns3Env {
 		}
 	}
 	e := &gns3Env{env: &env{t: t, prefix: ktest.Prefix(t), dir: t.TempDir()}, binary: binary}
+	e.storeKey = storePrefix(t, e.prefix)
 	// Ranges of their own per test, so that tests running at the same
 	// time on this machine do not race for the same first ports.
 	lo := 20000 + 500*rand.IntN(20)
@@ -60,9 +61,7 @@ func (e *gns3Env) start() {
 	t := e.t
 	t.Helper()
 	var err error
-	if e.store, err = graph.OpenBolt(e.dir); err != nil {
-		t.Fatal(err)
-	}
+	e.store, e.stale = openStore(t, e.dir, e.storeKey)
 	fabName := e.prefix + "fabric"
 	if e.fab, err = netfab.OpenFabric(context.Background(), fabName); err != nil {
 		t.Fatal(err)
@@ -98,6 +97,9 @@ func (e *gns3Env) start() {
 	e.mgr.UseCENs(e.svc)
 	e.ports = ports
 	e.opts.VMs = e.mgr
+	if e.stale != nil {
+		e.opts.Stale = e.stale
+	}
 	e.srv = httptest.NewServer(New(context.Background(), e.svc, e.opts))
 }
 

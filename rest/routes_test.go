@@ -16,10 +16,7 @@ import (
 // routesOnlyServer is a Server built only to list its routes.
 func routesOnlyServer(t *testing.T) *Server {
 	t.Helper()
-	store, err := graph.OpenBolt(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, _ := openStore(t, t.TempDir(), storePrefix(t, "routes"))
 	t.Cleanup(func() { store.Close() })
 	svc, err := core.New(core.Options{
 		HostID:   "host1",
