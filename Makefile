@@ -18,10 +18,11 @@ deps-test: ## also install what the tests and benchmarks need (idempotent; root)
 build: ## build bin/leviathan
 	$(GO) build -o $(BIN) ./cmd/leviathan
 
-test: deps-test ## vet, format check and every test, with the race detector and a Docker engine (root)
+test: deps-test ## vet, format check and every test, with the race detector and a Docker engine, then the API's tests again on an etcd store (root)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	scripts/with-dockerd.sh $(GO) test -race -count=1 -timeout 20m ./...
+	LEVIATHAN_TEST_STORE=etcd scripts/with-dockerd.sh $(GO) test -race -count=1 -timeout 20m ./rest/
 
 bench: deps-test ## CEN/CIN speed against one ip process per operation; monitor fan-out latency; relay against socat; capture against tcpdump; CPool launch and Docker rejoin, with a Docker engine; a CEN of 300 members on 3 hosts against 1 (root)
 	$(GO) run ./bench
