@@ -27,6 +27,10 @@ func (s *Service) CaptureTarget(ctx context.Context, host, id, cenID string) (ne
 	if err := s.checkHost(host); err != nil {
 		return sp, err
 	}
+	if host != s.host {
+		// Its link is in its own host's kernel.
+		return sp, graph.Errorf(graph.ErrConflict, "container %q is on host %q: capture its link through that host's API", id, host)
+	}
 	if err := graph.ValidateID("container", id); err != nil {
 		return sp, err
 	}

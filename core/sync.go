@@ -28,6 +28,9 @@ func (s *Service) SyncContainers(ctx context.Context, host string, ids []string)
 	if err := s.checkHost(host); err != nil {
 		return err
 	}
+	if host != s.host {
+		return graph.Errorf(graph.ErrConflict, "host %q observes its own containers", host)
+	}
 	var errs []error
 	for _, id := range ids {
 		m := graph.Member{Host: host, Container: id}
