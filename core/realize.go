@@ -116,6 +116,17 @@ func (s *Service) Realize(ctx context.Context, rev int64) {
 	}
 }
 
+// alone reports whether no other host shares the store, as it says now.
+func (s *Service) alone() bool {
+	if s.peers.shared() {
+		return false
+	}
+	if err := s.store.View(s.peers.load); err != nil {
+		return false // a pass finds out
+	}
+	return !s.peers.shared()
+}
+
 // retryBusy is how soon the realizer looks again at objects a call of
 // this host held when it came to them.
 const retryBusy = 50 * time.Millisecond
@@ -164,7 +175,7 @@ func (s *Service) follow(ctx context.Context, w *graph.Watcher, rev *int64, late
 			sc.add(later)
 			later = nil
 		}
-		if sc.empty() || !sc.hosts && !s.peers.shared() {
+		if sc.empty() || !sc.hosts && s.alone() {
 			// Alone on the store: this host's calls did all there is.
 			continue
 		}
