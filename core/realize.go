@@ -381,6 +381,7 @@ func (s *Service) realizePass(ctx context.Context, sc *scope) (rev int64, busy *
 			busy.adopt = append(busy.adopt, c)
 		}
 	}
+	s.log.Debug("realizer pass", "rev", w.rev, "cens", len(cens), "cins", len(cins), "reports", len(reports), "all", all)
 	return w.rev, busy, s.report(ctx, reports)
 }
 
