@@ -389,6 +389,15 @@ func (s *Service) realizePass(ctx context.Context, sc *scope) (rev int64, busy *
 // names, the CENs of the containers it names and the CINs over those
 // CENs; every one, and every one this host holds, when all.
 func (s *Service) passObjects(w *world, sc *scope, all bool) (cens, cins []string) {
+	if sc != nil {
+		// Named by the commits, new ones too (w may be from before them).
+		for id := range sc.cens {
+			cens = append(cens, id)
+		}
+		for id := range sc.cins {
+			cins = append(cins, id)
+		}
+	}
 	for _, id := range s.real.cens.ids() {
 		if all || sc.cens[id] {
 			cens = append(cens, id)

@@ -137,3 +137,17 @@ func TestRealizeAcrossHosts(t *testing.T) {
 		t.Errorf("hosts after hB stopped: %+v, %v", hosts, err)
 	}
 }
+
+// A pass looks at the objects its commits name even when the read it
+// chooses from is older than they are.
+func TestPassObjectsNewOnes(t *testing.T) {
+	s := &Service{host: "hA"}
+	old := &world{cens: map[string]*graph.CEN{"x": {ID: "x", Members: []graph.Member{{Host: "hA", Container: "c"}}}}}
+	sc := newScope()
+	sc.cens["new"], sc.cins["newnet"] = true, true
+	sc.ctrs["hA/c"] = true
+	cens, cins := s.passObjects(old, sc, false)
+	if !slices.Equal(cens, []string{"new", "x"}) || !slices.Equal(cins, []string{"newnet"}) {
+		t.Errorf("passObjects = %v, %v; want [new x] (named, and x through its member), [newnet]", cens, cins)
+	}
+}
