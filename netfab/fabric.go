@@ -169,14 +169,6 @@ func (f *Fabric) underlay() *underlay {
 	return f.ul
 }
 
-// underlayConn is a conn in the namespace that carries the underlay.
-func (f *Fabric) underlayConn() *conn {
-	if u := f.underlay(); u != nil {
-		return u.c
-	}
-	return f.c
-}
-
 // Remove closes the fabric and deletes its namespace with everything in it.
 func (f *Fabric) Remove() error {
 	f.Close()
