@@ -145,14 +145,17 @@ func (s *Service) follow(ctx context.Context, w *graph.Watcher, rev *int64, late
 	}
 	for {
 		sc := newScope()
+		take := func(cm graph.Commit) {
+			s.relayEvents(cm)
+			sc.add(s.scopeOf(cm))
+			*rev = cm.Revision
+		}
 		select {
 		case cm, ok := <-w.C:
 			if !ok {
 				return nil
 			}
-			s.relayEvents(cm)
-			sc.add(s.scopeOf(cm))
-			*rev = cm.Revision
+			take(cm)
 		case <-retry.C:
 		case <-ctx.Done():
 			return nil
@@ -164,9 +167,7 @@ func (s *Service) follow(ctx context.Context, w *graph.Watcher, rev *int64, late
 				if !ok {
 					return nil
 				}
-				s.relayEvents(cm)
-				sc.add(s.scopeOf(cm))
-				*rev = cm.Revision
+				take(cm)
 			default:
 				more = false
 			}
