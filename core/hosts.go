@@ -267,42 +267,40 @@ func (s *Service) await(ctx context.Context, want map[awaitKey][]string, rev int
 	}
 	fails := map[awaitKey][]error{}
 	check := func(tx graph.Tx) error {
-		{
-			alive, err := graph.ListAlive(tx)
+		alive, err := graph.ListAlive(tx)
+		if err != nil {
+			return err
+		}
+		for k, hs := range pending {
+			rs, err := graph.ListRealized(tx, k.kind.name, k.id)
 			if err != nil {
 				return err
 			}
-			for k, hs := range pending {
-				rs, err := graph.ListRealized(tx, k.kind.name, k.id)
-				if err != nil {
-					return err
-				}
-				by := map[string]*graph.Realized{}
-				for _, r := range rs {
-					by[r.Host] = r
-				}
-				var left []string
-				for _, h := range hs {
-					r := by[h]
-					switch {
-					case r != nil && r.Revision >= rev:
-						if r.Error != "" {
-							fails[k] = append(fails[k], fmt.Errorf("host %q: %s", h, r.Error))
-						}
-					case !alive[h]:
-						fails[k] = append(fails[k], graph.Errorf(graph.ErrUnavailable, "host %q is unknown (its lease expired): its part is not realized", h))
-					default:
-						left = append(left, h)
+			by := map[string]*graph.Realized{}
+			for _, r := range rs {
+				by[r.Host] = r
+			}
+			var left []string
+			for _, h := range hs {
+				r := by[h]
+				switch {
+				case r != nil && r.Revision >= rev:
+					if r.Error != "" {
+						fails[k] = append(fails[k], fmt.Errorf("host %q: %s", h, r.Error))
 					}
-				}
-				if len(left) == 0 {
-					delete(pending, k)
-				} else {
-					pending[k] = left
+				case !alive[h]:
+					fails[k] = append(fails[k], graph.Errorf(graph.ErrUnavailable, "host %q is unknown (its lease expired): its part is not realized", h))
+				default:
+					left = append(left, h)
 				}
 			}
-			return nil
+			if len(left) == 0 {
+				delete(pending, k)
+			} else {
+				pending[k] = left
+			}
 		}
+		return nil
 	}
 	err := s.waitFor(ctx, func(tx graph.Tx) (bool, error) {
 		err := check(tx)
