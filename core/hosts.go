@@ -106,8 +106,8 @@ func (t *hostTable) get(id string) (h *graph.Host, alive bool) {
 	return t.hosts[id], t.alive[id]
 }
 
-// Record returns this host's record as the store should hold it.
-func (s *Service) Record(version string) *graph.Host {
+// record returns this host's record as the store should hold it.
+func (s *Service) record(version string) *graph.Host {
 	h := &graph.Host{ID: s.host, VXLANPort: int(s.hc.VXLANPort), MTU: s.hc.MTU, VNIRange: s.hc.VNIs.String(), Version: version, Started: time.Now().UTC()}
 	if s.hc.Underlay.IsValid() {
 		h.Underlay = s.hc.Underlay.String()
@@ -377,7 +377,7 @@ func (s *Service) waitFor(ctx context.Context, done func(graph.Tx) (bool, error)
 // Register records this host among those sharing the store, and warns
 // of other hosts whose settings would break VXLAN with this one.
 func (s *Service) Register(ctx context.Context, version string) error {
-	rec := s.Record(version)
+	rec := s.record(version)
 	var others []*graph.Host
 	_, err := s.store.UpdateRev(ctx, func(tx graph.Tx) error {
 		hs, err := graph.ListHosts(tx)

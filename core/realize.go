@@ -15,19 +15,20 @@ import (
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
-// The realizer. Every host watches the store and realizes its own part
-// of what other hosts' APIs committed: a CEN or CIN whose OpHost is
-// another host, a container another host registered here, the flood
-// lists of CENs when hosts come and go. What this host's own API changes
-// it realizes at once, in the call, as a single host always did; the
-// realizer then only notes what the kernel holds.
+// The realizer. Every host watches the store and brings its own part of
+// the graph to what the store says: its members' links and addresses,
+// its bridges and their VXLAN ports, the containers other hosts
+// registered on it, the flood lists when hosts come and go. A call of
+// this host's own API does this host's part itself and notes what the
+// kernel then holds (applyCEN, applyCIN...); the realizer applies only
+// what differs from that, such as another host's change. A host alone on
+// its store has nothing to follow: its calls did all there is.
 //
 // It is level-triggered: a commit only says which objects to look at;
 // what is realized is the object as the store holds it now, so commits
 // missed while the store was unreachable, or a full resync, converge to
-// the same kernel. For each object it realized for another host it
-// writes a graph.Realized report, which that host's call waits for
-// (await).
+// the same kernel. For each object a commit changed it writes a
+// graph.Realized report, which a call of another host waits for (await).
 
 // realized is what this host's kernel holds of CENs and CINs, as the
 // realizer last saw or made it, and as this host's calls left it.
@@ -35,11 +36,6 @@ type realized struct {
 	cens held[netfab.CEN]
 	cins held[netfab.CIN]
 }
-
-func (r *realized) cen(id string) *netfab.CEN        { return r.cens.get(id) }
-func (r *realized) setCEN(id string, sp *netfab.CEN) { r.cens.set(id, sp) }
-func (r *realized) cin(id string) *netfab.CIN        { return r.cins.get(id) }
-func (r *realized) setCIN(id string, sp *netfab.CIN) { r.cins.set(id, sp) }
 
 // held is what the kernel holds of one kind of object, by ID.
 type held[T any] struct {
@@ -232,6 +228,9 @@ func (sc *scope) add(o *scope) {
 	sc.adopt = append(sc.adopt, o.adopt...)
 }
 
+func scopeCENs(sc *scope) map[string]bool { return sc.cens }
+func scopeCINs(sc *scope) map[string]bool { return sc.cins }
+
 func newScope() *scope {
 	return &scope{cens: map[string]bool{}, cins: map[string]bool{}, ctrs: map[string]bool{}}
 }
@@ -347,8 +346,8 @@ func (s *Service) realizePass(ctx context.Context, sc *scope) (rev int64, busy *
 		}
 		return got
 	}
-	cens = held(cens, cenKey, func(sc *scope) map[string]bool { return sc.cens })
-	cins = held(cins, cinKey, func(sc *scope) map[string]bool { return sc.cins })
+	cens = held(cens, cenKey, scopeCENs)
+	cins = held(cins, cinKey, scopeCINs)
 	// The pass reads at one revision, the hosts too when they changed:
 	// the watch goes on from it, so no change after it is missed.
 	if w, err = s.readWorld(ctx, all); err != nil {
@@ -357,15 +356,15 @@ func (s *Service) realizePass(ctx context.Context, sc *scope) (rev int64, busy *
 	s.lastWorld = w
 	// Reports answer calls that wait: for the objects a commit changed,
 	// or all of them after hosts came or went.
-	asked := func(kind map[string]bool, id string) bool { return all || kind[id] }
+	asked := func(kind func(*scope) map[string]bool, id string) bool { return all || kind(sc)[id] }
 	var reports []*graph.Realized
 	for _, id := range cens {
-		if r := s.realizeCEN(ctx, w, id, sc != nil && sc.hosts); r != nil && (sc == nil || asked(sc.cens, id)) {
+		if r := s.realizeCEN(ctx, w, id, sc != nil && sc.hosts); r != nil && asked(scopeCENs, id) {
 			reports = append(reports, r)
 		}
 	}
 	for _, id := range cins {
-		if r := s.realizeCIN(ctx, w, id); r != nil && (sc == nil || asked(sc.cins, id)) {
+		if r := s.realizeCIN(ctx, w, id); r != nil && asked(scopeCINs, id) {
 			reports = append(reports, r)
 		}
 	}
@@ -447,19 +446,19 @@ func touchesAny(c *graph.CIN, cens []string) bool {
 // holds the CEN's lock. What this host's own calls applied is noted
 // (applyCEN...), so it applies only what differs: other hosts' changes,
 // flood lists when hosts come and go. A CEN that is gone is removed
-// whoever deleted it (removing what is not there changes nothing). On
-// one host, with no other host's changes to follow, it only notes what
-// the calls did.
+// whoever deleted it (removing what is not there changes nothing). A host
+// alone on its store only notes what its calls did, unless its hosts
+// changed (force).
 func (s *Service) realizeCEN(ctx context.Context, w *world, id string, force bool) *graph.Realized {
 	c := w.cens[id]
 	var want *netfab.CEN
 	if c != nil && live(c.State) {
 		want = s.spec(c, w.ctrs) // nothing, on a host with no part
 	}
-	have := s.real.cen(id)
-	if c != nil && s.mine(c.OpHost) && !force && !s.peers.shared() {
-		// One host: its calls did all there is; the kernel holds want.
-		s.real.setCEN(id, want)
+	have := s.real.cens.get(id)
+	if !force && !s.peers.shared() {
+		// Alone: this host's calls did all there is; the kernel holds want.
+		s.real.cens.set(id, want)
 		return nil
 	}
 	var err error
@@ -475,7 +474,7 @@ func (s *Service) realizeCEN(ctx context.Context, w *world, id string, force boo
 		}
 	}
 	if err == nil {
-		s.real.setCEN(id, want)
+		s.real.cens.set(id, want)
 	} else {
 		s.log.Warn("realizer: CEN", "cen", id, "err", err)
 	}
@@ -495,7 +494,7 @@ func (s *Service) realizeCIN(ctx context.Context, w *world, id string) *graph.Re
 			c = x
 		}
 	}
-	have := s.real.cin(id)
+	have := s.real.cins.get(id)
 	if c == nil {
 		// Gone: its addresses go, whoever deleted it.
 		if have != nil {
@@ -504,7 +503,7 @@ func (s *Service) realizeCIN(ctx context.Context, w *world, id string) *graph.Re
 				return nil
 			}
 		}
-		s.real.setCIN(id, nil)
+		s.real.cins.set(id, nil)
 		return nil
 	}
 	cw := &cinWorld{cin: c, cens: map[string]*graph.CEN{}, ctrs: w.ctrs}
@@ -519,8 +518,8 @@ func (s *Service) realizeCIN(ctx context.Context, w *world, id string) *graph.Re
 	if live(c.State) && len(cw.cens) == len(c.CENs) {
 		want = s.cinSpec(cw)
 	}
-	if s.mine(c.OpHost) && !s.peers.shared() {
-		s.real.setCIN(id, want)
+	if !s.peers.shared() {
+		s.real.cins.set(id, want)
 		return nil
 	}
 	var err error
@@ -528,7 +527,7 @@ func (s *Service) realizeCIN(ctx context.Context, w *world, id string) *graph.Re
 		err = s.fab.ApplyCIN(ctx, have, want, nil)
 	}
 	if err == nil {
-		s.real.setCIN(id, want)
+		s.real.cins.set(id, want)
 	} else {
 		s.log.Warn("realizer: CIN", "cin", id, "err", err)
 	}
@@ -546,14 +545,14 @@ func (s *Service) realizedReport(k kind, id string, rev int64, st graph.State, e
 	return r
 }
 
-// maxReportsPerTxn keeps a report's transaction under etcd's default
-// limit of operations per transaction.
-const maxReportsPerTxn = 100
+// maxWritesPerTxn keeps the realizer's transactions (reports, containers
+// found) under etcd's default limit of operations per transaction.
+const maxWritesPerTxn = 100
 
 // report writes the realizer's reports, in as few transactions as fit.
 func (s *Service) report(ctx context.Context, rs []*graph.Realized) error {
 	for len(rs) > 0 {
-		n := min(len(rs), maxReportsPerTxn)
+		n := min(len(rs), maxWritesPerTxn)
 		batch := rs[:n]
 		rs = rs[n:]
 		if _, err := s.store.UpdateRev(ctx, func(tx graph.Tx) error {
@@ -622,7 +621,7 @@ func (s *Service) adoptContainers(ctx context.Context, cs []*graph.Container, al
 	}
 	var done []*graph.Container
 	for rest := found; len(rest) > 0; {
-		batch := rest[:min(len(rest), maxReportsPerTxn)]
+		batch := rest[:min(len(rest), maxWritesPerTxn)]
 		rest = rest[len(batch):]
 		var put []*graph.Container
 		if err := s.store.Update(func(tx graph.Tx) error {
@@ -666,7 +665,7 @@ func (s *Service) adoptContainers(ctx context.Context, cs []*graph.Container, al
 func (s *Service) applyCEN(ctx context.Context, prev, next *netfab.CEN) error {
 	err := s.fab.Apply(ctx, prev, next)
 	if err == nil {
-		s.real.setCEN(next.ID, next)
+		s.real.cens.set(next.ID, next)
 	}
 	return err
 }
@@ -674,7 +673,7 @@ func (s *Service) applyCEN(ctx context.Context, prev, next *netfab.CEN) error {
 func (s *Service) destroyCEN(ctx context.Context, c *netfab.CEN) error {
 	err := s.fab.Destroy(ctx, c)
 	if err == nil && c != nil {
-		s.real.setCEN(c.ID, nil)
+		s.real.cens.set(c.ID, nil)
 	}
 	return err
 }
@@ -683,7 +682,7 @@ func (s *Service) destroyCENs(ctx context.Context, cs []*netfab.CEN) error {
 	err := s.fab.DestroyMany(ctx, cs)
 	if err == nil {
 		for _, c := range cs {
-			s.real.setCEN(c.ID, nil)
+			s.real.cens.set(c.ID, nil)
 		}
 	}
 	return err
@@ -693,9 +692,9 @@ func (s *Service) applyCIN(ctx context.Context, prev, next *netfab.CIN, dirty fu
 	err := s.fab.ApplyCIN(ctx, prev, next, dirty)
 	switch {
 	case err == nil && next != nil:
-		s.real.setCIN(next.ID, next)
+		s.real.cins.set(next.ID, next)
 	case err == nil && prev != nil:
-		s.real.setCIN(prev.ID, nil)
+		s.real.cins.set(prev.ID, nil)
 	}
 	return err
 }

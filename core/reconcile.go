@@ -77,7 +77,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	}
 	for _, sp := range desired {
 		if rep.Failed[sp.ID] == nil {
-			s.real.setCEN(sp.ID, sp)
+			s.real.cens.set(sp.ID, sp)
 		}
 	}
 	s.log.Info("reconciled CENs", "made_cens", len(desired), "containers", len(local), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
@@ -125,7 +125,7 @@ func (s *Service) reconcileCINs(ctx context.Context, namespaces []string) error 
 	}
 	for _, sp := range desired {
 		if rep.Failed[sp.ID] == nil {
-			s.real.setCIN(sp.ID, sp)
+			s.real.cins.set(sp.ID, sp)
 		}
 	}
 	s.log.Info("reconciled CINs", "made_cins", len(desired), "leftovers_removed", rep.Removed, "failed", len(rep.Failed))
