@@ -7,8 +7,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/leviathan-net/leviathan/core"
 	"github.com/leviathan-net/leviathan/cpool/dockerrt"
@@ -262,23 +263,17 @@ func (m *Manager) removeAll(ctx context.Context, cs []dockerrt.Container) error 
 
 // each runs fn for 0..n-1 with at most m.launches at once.
 func (m *Manager) each(ctx context.Context, n int, fn func(i int) error) error {
-	sem := make(chan struct{}, m.launches)
+	var g errgroup.Group
+	g.SetLimit(m.launches)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
 	for i := range n {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = fn(i)
-		}()
+		g.Go(func() error { errs[i] = fn(i); return nil })
 	}
-	wg.Wait()
+	g.Wait()
 	return errors.Join(errs...)
 }
 

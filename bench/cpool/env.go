@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/leviathan-net/leviathan/cpool/dockerrt"
 	"github.com/leviathan-net/leviathan/cpool/dockerrt/dtest"
 	"github.com/leviathan-net/leviathan/internal/daemon"
@@ -341,22 +343,16 @@ func randHex(n int) string {
 
 // each runs fn for 0..n-1, at most limit at once, and joins the errors.
 func each(ctx context.Context, n, limit int, fn func(i int) error) error {
-	sem := make(chan struct{}, limit)
+	var g errgroup.Group
+	g.SetLimit(limit)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
 	for i := range n {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = fn(i)
-		}()
+		g.Go(func() error { errs[i] = fn(i); return nil })
 	}
-	wg.Wait()
+	g.Wait()
 	return errors.Join(errs...)
 }
