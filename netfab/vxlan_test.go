@@ -316,15 +316,7 @@ func TestVXLANAcrossHosts(t *testing.T) {
 
 	t.Run("re-applying changes nothing", func(t *testing.T) {
 		for i := range h {
-			before := indexes(t, h[i], specs[i])
-			for _, prev := range []*netfab.CEN{specs[i], nil} { // the cheap path, then adoption
-				if err := h[i].f.Apply(ctx, prev, lab.spec(i, lab.others(i)...)); err != nil {
-					t.Fatal(err)
-				}
-				if after := indexes(t, h[i], specs[i]); !maps.Equal(before, after) {
-					t.Errorf("%s: links flapped: %v -> %v", h[i].name, before, after)
-				}
-			}
+			lab.reapply(t, i, specs[i])
 		}
 		matrix(t)
 	})
@@ -528,5 +520,22 @@ func TestVXLANWiring(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// reapply applies host i's spec again, from the spec itself (the cheap
+// path) and from nothing (adoption), and fails the test if a link of it
+// was made anew.
+func (l *vxLab) reapply(t *testing.T, i int, sp *netfab.CEN) {
+	t.Helper()
+	h := l.hosts[i]
+	before := indexes(t, h, sp)
+	for _, prev := range []*netfab.CEN{sp, nil} {
+		if err := h.f.Apply(context.Background(), prev, l.spec(i, l.others(i)...)); err != nil {
+			t.Fatal(err)
+		}
+		if after := indexes(t, h, sp); !maps.Equal(before, after) {
+			t.Errorf("%s: apply flapped links: %v -> %v", h.name, before, after)
+		}
 	}
 }
