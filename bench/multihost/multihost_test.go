@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"text/tabwriter"
 	"time"
 
+	"github.com/leviathan-net/leviathan/bench/benchfmt"
 	"github.com/leviathan-net/leviathan/internal/ktest"
 	"github.com/leviathan-net/leviathan/internal/mhtest"
 )
@@ -133,13 +133,13 @@ func report(multi, one result) {
 	fmt.Printf("on the last host (hC; hA alone on 1 host) through hA's API, each answered once realized\n\n")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "\t%d members on 3 hosts\ton 1 host\t3 hosts / 1\t\n", *nMembers)
-	fmt.Fprintf(tw, "POST /cen/make\t%s\t%s\t%s\t\n", secs(multi.cenMake), secs(one.cenMake), ratio(multi.cenMake, one.cenMake))
+	fmt.Fprintf(tw, "POST /cen/make\t%s\t%s\t%s\t\n", benchfmt.Secs(multi.cenMake), benchfmt.Secs(one.cenMake), benchfmt.Ratio(multi.cenMake, one.cenMake))
 	fmt.Fprintf(tw, "  etcd round trips\t%d\t%d\t\t\n", multi.cenKV, one.cenKV)
-	fmt.Fprintf(tw, "POST /cin/make\t%s\t%s\t%s\t\n", secs(multi.cinMake), secs(one.cinMake), ratio(multi.cinMake, one.cinMake))
+	fmt.Fprintf(tw, "POST /cin/make\t%s\t%s\t%s\t\n", benchfmt.Secs(multi.cinMake), benchfmt.Secs(one.cinMake), benchfmt.Ratio(multi.cinMake, one.cinMake))
 	fmt.Fprintf(tw, "  etcd round trips\t%d\t%d\t\t\n", multi.cinKV, one.cinKV)
 	for _, q := range []float64{0.50, 0.99} {
-		a, o := quantile(multi.writes, q), quantile(one.writes, q)
-		fmt.Fprintf(tw, "add a member, write to answer: p%.0f\t%s\t%s\t%s\t\n", q*100, msec(a), msec(o), ratio(a, o))
+		a, o := benchfmt.Quantile(multi.writes, q), benchfmt.Quantile(one.writes, q)
+		fmt.Fprintf(tw, "add a member, write to answer: p%.0f\t%s\t%s\t%s\t\n", q*100, benchfmt.Msec(a), benchfmt.Msec(o), benchfmt.Ratio(a, o))
 	}
 	fmt.Fprintf(tw, "  etcd round trips per write (mean)\t%.1f\t%.1f\t\t\n", perWrite(multi), perWrite(one))
 	fmt.Fprintf(tw, "the last added member pings the first\t%s\t%s\t\t\n", yes(multi.reachable), yes(one.reachable))
@@ -155,30 +155,6 @@ func perWrite(r result) float64 {
 		return math.NaN()
 	}
 	return float64(r.writeKV) / float64(len(r.writes))
-}
-
-// quantile is the q-quantile of ds by nearest rank.
-func quantile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(math.Ceil(q*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
-func msec(d time.Duration) string {
-	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
-}
-
-func ratio(a, b time.Duration) string {
-	if b <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1fx", float64(a)/float64(b))
 }
 
 func yes(ok bool) string {
