@@ -28,7 +28,7 @@ var owners = map[string]string{
 	"go.etcd.io/bbolt":                                  "graph",
 	"github.com/prometheus/":                            "internal/metrics",
 	"go.etcd.io/etcd":                                   "graph",
-	"github.com/leviathan-net/leviathan/internal/ktest": "", // tests only
+	"github.com/leviathan-net/leviathan/internal/ktest": "internal/mhtest", // tests, and the multi-host lab they use
 }
 
 type pkg struct {

@@ -6,7 +6,7 @@
 // as the plan of issue 12 runs it (see Host.Args).
 //
 // Everything a lab creates is named with one fresh random prefix
-// ("lvt-<hex>-", as ktest.Prefix names them): its namespaces, and the
+// (ktest.Prefix, "lvt-<hex>-"): its namespaces, and the
 // daemons' fabric and member namespaces, which the daemons are told to
 // name with it. When the test ends, the lab stops its daemons and its
 // etcd by PID and removes the namespaces with its prefix, nothing else.
@@ -22,8 +22,6 @@ package mhtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leviathan-net/leviathan/internal/ktest"
 	"github.com/leviathan-net/leviathan/netfab"
 )
 
@@ -133,12 +132,7 @@ func New(t testing.TB, hosts int, opts ...Option) *Lab {
 
 	// Cleanups run last first: the namespaces go after the processes
 	// that use them have stopped.
-	l.Prefix = newPrefix()
-	t.Cleanup(func() {
-		if err := RemoveNamespaces(l.Prefix); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
+	l.Prefix = ktest.Prefix(t)
 	l.StorePrefix = strings.TrimSuffix(l.Prefix, "-")
 	l.Underlay = netfab.NetnsPath(l.Prefix + "underlay")
 	for i := range hosts {
@@ -217,37 +211,6 @@ func (l *Lab) stopHosts() {
 			l.t.Logf("%s", tail(h.LogPath, "leviathan "+h.ID))
 		}
 	}
-}
-
-// newPrefix returns a fresh "lvt-<8 hex>-", the form of ktest.Prefix.
-func newPrefix() string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return "lvt-" + hex.EncodeToString(b) + "-"
-}
-
-// RemoveNamespaces deletes the named namespaces whose names start with
-// prefix, which must be at least 8 bytes long.
-func RemoveNamespaces(prefix string) error {
-	if len(prefix) < 8 {
-		panic("mhtest: refusing a short prefix")
-	}
-	ents, err := os.ReadDir(netfab.NetnsDir)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	var errs []string
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), prefix) {
-			if err := netfab.DeleteNetns(netfab.NetnsPath(e.Name())); err != nil {
-				errs = append(errs, err.Error())
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("remove namespaces %s*: %s", prefix, strings.Join(errs, "; "))
-	}
-	return nil
 }
 
 // ip runs "ip ARGS..." and fails the test on error.
