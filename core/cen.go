@@ -583,7 +583,12 @@ func (s *Service) DeleteCEN(ctx context.Context, id string) error {
 			s.log.Warn("delete CEN: a host did not remove its part yet", "cen", id, "err", err)
 		}
 	}
-	return s.commit(func(tx graph.Tx) error { return graph.DeleteCEN(tx, id) }, func() []monitor.Event {
+	return s.commit(func(tx graph.Tx) error {
+		if err := forgetReports(tx, kindCEN, id); err != nil {
+			return err
+		}
+		return graph.DeleteCEN(tx, id)
+	}, func() []monitor.Event {
 		return []monitor.Event{{Action: monitor.ActionCENDestroyed, Data: monitor.ObjectEvent{CEN: id, State: stateDeleted}}}
 	})
 }

@@ -783,6 +783,9 @@ func (s *Service) DeleteCIN(ctx context.Context, id string) error {
 				}
 			}
 		}
+		if err := forgetReports(tx, kindCIN, id); err != nil {
+			return err
+		}
 		return graph.DeleteCIN(tx, id)
 	}, func() []monitor.Event {
 		evs := addressEvents(id, before, nil)

@@ -100,6 +100,13 @@ func (t *hostTable) load(tx graph.Tx) error {
 	return nil
 }
 
+// shared reports whether other hosts share the store.
+func (t *hostTable) shared() bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.hosts) > 1
+}
+
 func (t *hostTable) get(id string) (h *graph.Host, alive bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()

@@ -569,6 +569,18 @@ func (s *Service) report(ctx context.Context, rs []*graph.Realized) error {
 	return nil
 }
 
+// forgetReports deletes every host's reports on an object that is being
+// deleted.
+func forgetReports(tx graph.Tx, k kind, id string) error {
+	rs, err := graph.ListRealized(tx, k.name, id)
+	for _, r := range rs {
+		if err := graph.DeleteRealized(tx, k.name, id, r.Host); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
 // adoptContainers resolves the containers other hosts registered on
 // this one (records without a runtime): this host's runtimes find them,
 // and the netns runtime makes their namespaces. It forgets those other

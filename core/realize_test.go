@@ -126,6 +126,35 @@ func TestRealizeAcrossHosts(t *testing.T) {
 		t.Errorf("VNI %d on hA, %d on hB", va, vb)
 	}
 
+	// Reports of a CEN go with it.
+	if _, err := a.s.ImportCENs(ctx, []cen.Spec{{ID: "gone", Containers: []string{"a9", "hB/b9"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.s.MakeCENs(ctx, []string{"gone"}); err != nil {
+		t.Fatal(err)
+	}
+	reports := func() int {
+		var n int
+		store.View(func(tx graph.Tx) error {
+			rs, err := graph.ListRealized(tx, graph.RealizedCEN, "gone")
+			n = len(rs)
+			return err
+		})
+		return n
+	}
+	if reports() == 0 {
+		t.Fatal("hB wrote no report on the CEN it realized")
+	}
+	if _, err := a.s.DestroyCENs(ctx, []string{"gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.s.DeleteCEN(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if n := reports(); n != 0 {
+		t.Errorf("%d reports on a deleted CEN left in the store", n)
+	}
+
 	// hB goes: its lease ends, hA floods to nobody.
 	b.close()
 	eventually(t, "hA stops flooding to hB", func() bool {

@@ -82,10 +82,3 @@ func (s *Service) relayEvents(cm graph.Commit) {
 		s.evMu.Unlock()
 	}
 }
-
-// shared reports whether other hosts share the store.
-func (t *hostTable) shared() bool {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.hosts) > 1
-}
