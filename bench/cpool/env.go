@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/leviathan-net/leviathan/bench/benchkit"
 	"github.com/leviathan-net/leviathan/cpool/dockerrt"
 	"github.com/leviathan-net/leviathan/cpool/dockerrt/dtest"
 	"github.com/leviathan-net/leviathan/internal/daemon"
@@ -145,42 +144,7 @@ func setUp(ctx context.Context, cl *cleanup, log *slog.Logger) (*env, error) {
 // call sends a request with a JSON body (none when in is nil) and decodes
 // a 2xx answer into out; any other answer is an error carrying the body.
 func (e *env) call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, e.srv.URL+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		if len(raw) > 2000 {
-			raw = append(raw[:2000:2000], "..."...)
-		}
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(raw))
-	}
-	if out != nil && len(bytes.TrimSpace(raw)) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return nil
+	return benchkit.Call(ctx, e.srv.Client(), e.srv.URL, method, path, in, out)
 }
 
 // containerJSON is what the benchmark reads of GET /host/{host}/{id}.

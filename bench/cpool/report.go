@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/leviathan-net/leviathan/bench/benchfmt"
+	"github.com/leviathan-net/leviathan/bench/benchkit"
 )
 
 // Targets.
@@ -33,12 +33,12 @@ func (r *report) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "launch of %d containers\ttotal\tDocker\twiring\twiring share\tper container\t\n", r.n)
 	fmt.Fprintf(tw, "leviathan: POST /cpool, Docker alone run apart (A)\t%s\t%s\t%s\t%s\t%s\t\n",
-		benchfmt.Secs(l.pool), benchfmt.Secs(l.dockerTime()), benchfmt.Secs(wiringA), pct(wiringA, l.pool), benchfmt.Msec(l.pool/n))
+		benchkit.Secs(l.pool), benchkit.Secs(l.dockerTime()), benchkit.Secs(wiringA), pct(wiringA, l.pool), benchkit.Msec(l.pool/n))
 	fmt.Fprintf(tw, "the same POST, split at its last container's start (B)\t%s\t%s\t%s\t%s\t%s\t\n",
-		benchfmt.Secs(l.pool), benchfmt.Secs(l.lastStart), benchfmt.Secs(wiringB), pct(wiringB, l.pool), benchfmt.Msec(l.pool/n))
+		benchkit.Secs(l.pool), benchkit.Secs(l.lastStart), benchkit.Secs(wiringB), pct(wiringB, l.pool), benchkit.Msec(l.pool/n))
 	fmt.Fprintf(tw, "script: docker run x%d, then docker inspect and ip\t%s\t%s\t%s\t%s\t%s\t\n", r.n,
-		benchfmt.Secs(sh.total()), benchfmt.Secs(sh.run), benchfmt.Secs(sh.inspect+sh.ip), pct(sh.inspect+sh.ip, sh.total()), benchfmt.Msec(sh.total()/n))
-	fmt.Fprintf(tw, "script/leviathan\t%s\t\t%s\t\t\t\n", benchfmt.Ratio(sh.total(), l.pool), benchfmt.Ratio(sh.inspect+sh.ip, wiringA))
+		benchkit.Secs(sh.total()), benchkit.Secs(sh.run), benchkit.Secs(sh.inspect+sh.ip), pct(sh.inspect+sh.ip, sh.total()), benchkit.Msec(sh.total()/n))
+	fmt.Fprintf(tw, "script/leviathan\t%s\t\t%s\t\t\t\n", benchkit.Ratio(sh.total(), l.pool), benchkit.Ratio(sh.inspect+sh.ip, wiringA))
 	tw.Flush()
 	fmt.Fprintf(w, `
   leviathan's Docker time is Docker alone running the same number of
@@ -51,8 +51,8 @@ func (r *report) print(w io.Writer) {
   The script's wiring is %d docker inspect (%s) and %d ip processes (%s):
   veth add, move into the container, master, up in the fabric; rename,
   address, up, default route inside (nsenter). DELETE /cpool took %s.
-`, launches, benchfmt.Secs(l.dockerOnly[0]), benchfmt.Secs(l.dockerOnly[1]), benchfmt.Secs(wiringB), pct(wiringB, l.pool),
-		r.n, benchfmt.Secs(sh.inspect), sh.ipCommands, benchfmt.Secs(sh.ip), benchfmt.Secs(l.poolDelete))
+`, launches, benchkit.Secs(l.dockerOnly[0]), benchkit.Secs(l.dockerOnly[1]), benchkit.Secs(wiringB), pct(wiringB, l.pool),
+		r.n, benchkit.Secs(sh.inspect), sh.ipCommands, benchkit.Secs(sh.ip), benchkit.Secs(l.poolDelete))
 
 	for _, rj := range r.rejoin {
 		fmt.Fprintln(w)
@@ -67,7 +67,7 @@ func (r *report) print(w io.Writer) {
 			{"docker start (command line)", rj.start},
 			{"docker stop returned -> API says stopped", rj.leave},
 		} {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", row.name, benchfmt.Msec(benchfmt.Quantile(row.ds, 0.50)), benchfmt.Msec(benchfmt.Quantile(row.ds, 0.99)), benchfmt.Msec(slices.Max(row.ds)), benchfmt.Msec(mean(row.ds)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", row.name, benchkit.Msec(benchkit.Quantile(row.ds, 0.50)), benchkit.Msec(benchkit.Quantile(row.ds, 0.99)), benchkit.Msec(slices.Max(row.ds)), benchkit.Msec(mean(row.ds)))
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "  the address answered before docker start returned %d times of %d\n", rj.early, len(rj.rejoin))
@@ -80,11 +80,11 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "target\tmeasured\tresult")
-	fmt.Fprintf(tw, "launch: leviathan's wiring < 10%% of its total (A)\t%s (%s of %s)\t%s\n", pct(wiringA, l.pool), benchfmt.Secs(wiringA), benchfmt.Secs(l.pool), met(share(wiringA, l.pool) < maxWiringShare))
-	fmt.Fprintf(tw, "launch: leviathan's wiring < 10%% of its total (B)\t%s (%s of %s)\t%s\n", pct(wiringB, l.pool), benchfmt.Secs(wiringB), benchfmt.Secs(l.pool), met(share(wiringB, l.pool) < maxWiringShare))
+	fmt.Fprintf(tw, "launch: leviathan's wiring < 10%% of its total (A)\t%s (%s of %s)\t%s\n", pct(wiringA, l.pool), benchkit.Secs(wiringA), benchkit.Secs(l.pool), met(share(wiringA, l.pool) < maxWiringShare))
+	fmt.Fprintf(tw, "launch: leviathan's wiring < 10%% of its total (B)\t%s (%s of %s)\t%s\n", pct(wiringB, l.pool), benchkit.Secs(wiringB), benchkit.Secs(l.pool), met(share(wiringB, l.pool) < maxWiringShare))
 	for _, rj := range r.rejoin {
-		p99 := benchfmt.Quantile(rj.rejoin, 0.99)
-		fmt.Fprintf(tw, "rejoin, %s: p99 < %s\t%s\t%s\n", rj.topology, benchfmt.Msec(maxRejoinP99), benchfmt.Msec(p99), met(p99 < maxRejoinP99))
+		p99 := benchkit.Quantile(rj.rejoin, 0.99)
+		fmt.Fprintf(tw, "rejoin, %s: p99 < %s\t%s\t%s\n", rj.topology, benchkit.Msec(maxRejoinP99), benchkit.Msec(p99), met(p99 < maxRejoinP99))
 	}
 	tw.Flush()
 }

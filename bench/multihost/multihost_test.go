@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/leviathan-net/leviathan/bench/benchfmt"
+	"github.com/leviathan-net/leviathan/bench/benchkit"
 	"github.com/leviathan-net/leviathan/internal/ktest"
 	"github.com/leviathan-net/leviathan/internal/mhtest"
 )
@@ -133,13 +133,13 @@ func report(multi, one result) {
 	fmt.Printf("on the last host (hC; hA alone on 1 host) through hA's API, each answered once realized\n\n")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "\t%d members on 3 hosts\ton 1 host\t3 hosts / 1\t\n", *nMembers)
-	fmt.Fprintf(tw, "POST /cen/make\t%s\t%s\t%s\t\n", benchfmt.Secs(multi.cenMake), benchfmt.Secs(one.cenMake), benchfmt.Ratio(multi.cenMake, one.cenMake))
+	fmt.Fprintf(tw, "POST /cen/make\t%s\t%s\t%s\t\n", benchkit.Secs(multi.cenMake), benchkit.Secs(one.cenMake), benchkit.Ratio(multi.cenMake, one.cenMake))
 	fmt.Fprintf(tw, "  etcd round trips\t%d\t%d\t\t\n", multi.cenKV, one.cenKV)
-	fmt.Fprintf(tw, "POST /cin/make\t%s\t%s\t%s\t\n", benchfmt.Secs(multi.cinMake), benchfmt.Secs(one.cinMake), benchfmt.Ratio(multi.cinMake, one.cinMake))
+	fmt.Fprintf(tw, "POST /cin/make\t%s\t%s\t%s\t\n", benchkit.Secs(multi.cinMake), benchkit.Secs(one.cinMake), benchkit.Ratio(multi.cinMake, one.cinMake))
 	fmt.Fprintf(tw, "  etcd round trips\t%d\t%d\t\t\n", multi.cinKV, one.cinKV)
 	for _, q := range []float64{0.50, 0.99} {
-		a, o := benchfmt.Quantile(multi.writes, q), benchfmt.Quantile(one.writes, q)
-		fmt.Fprintf(tw, "add a member, write to answer: p%.0f\t%s\t%s\t%s\t\n", q*100, benchfmt.Msec(a), benchfmt.Msec(o), benchfmt.Ratio(a, o))
+		a, o := benchkit.Quantile(multi.writes, q), benchkit.Quantile(one.writes, q)
+		fmt.Fprintf(tw, "add a member, write to answer: p%.0f\t%s\t%s\t%s\t\n", q*100, benchkit.Msec(a), benchkit.Msec(o), benchkit.Ratio(a, o))
 	}
 	fmt.Fprintf(tw, "  etcd round trips per write (mean)\t%.1f\t%.1f\t\t\n", perWrite(multi), perWrite(one))
 	fmt.Fprintf(tw, "the last added member pings the first\t%s\t%s\t\t\n", yes(multi.reachable), yes(one.reachable))

@@ -1,6 +1,6 @@
-// Package benchfmt holds what the benchmarks share to summarize and
-// print their timings.
-package benchfmt
+// Package benchkit holds what the benchmarks share: summing up and
+// printing their timings, and calling a daemon's API.
+package benchkit
 
 import (
 	"fmt"

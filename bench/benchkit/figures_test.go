@@ -1,4 +1,4 @@
-package benchfmt
+package benchkit
 
 import (
 	"testing"
