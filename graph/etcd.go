@@ -259,7 +259,6 @@ func (s *EtcdStore) Announce(ctx context.Context, bucket, key string, value []by
 const (
 	etcdAnnounceBackoff    = 50 * time.Millisecond
 	etcdAnnounceMaxBackoff = time.Second
-	etcdRevokeTimeout      = 2 * time.Second
 )
 
 // hold puts key under a new lease of secs seconds and keeps the lease
@@ -288,10 +287,17 @@ func (s *EtcdStore) hold(ctx context.Context, key string, value []byte, secs int
 		// TTL (it may still hold it: it then expires unrenewed).
 		return true, err
 	}
-	rctx, rcancel := context.WithTimeout(context.Background(), min(s.timeout, etcdRevokeTimeout))
+	// The key goes now, not a TTL later: tried until the request
+	// timeout, as a loaded etcd may take a while.
+	rctx, rcancel := context.WithTimeout(context.Background(), s.timeout)
 	defer rcancel()
-	s.cli.Revoke(rctx, lease.ID)
-	return true, nil
+	for {
+		_, err := s.cli.Revoke(rctx, lease.ID)
+		if err == nil || rctx.Err() != nil || status.Code(err) == codes.NotFound || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return true, nil
+		}
+		sleepCtx(rctx, etcdAnnounceBackoff)
+	}
 }
 
 // commits groups a watch response's events by revision, leaving out the
@@ -607,4 +613,14 @@ func (t *etcdTx) commit() (rev int64, ok bool, err error) {
 		return 0, false, t.s.fail(t.ctx, "commit", err)
 	}
 	return resp.Header.Revision, resp.Succeeded, nil
+}
+
+// sleepCtx waits d, or less when ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
