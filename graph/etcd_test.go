@@ -17,6 +17,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leviathan-net/leviathan/internal/proctest"
 )
 
 // etcdBin is Debian's etcd-server (3.4), which CI installs.
@@ -207,10 +209,10 @@ func TestEtcdManyReads(t *testing.T) {
 // The test resumes it (SIGCONT) when it ends, if it did not.
 func (s *etcdServer) pause(t *testing.T) {
 	t.Helper()
-	if err := syscall.Kill(s.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+	t.Cleanup(func() { s.resume(t) })
+	if err := proctest.Stop(s.cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.resume(t) })
 }
 
 // resume continues a paused server.
@@ -219,7 +221,7 @@ func (s *etcdServer) resume(t *testing.T) {
 	if s.cmd.ProcessState != nil {
 		return
 	}
-	if err := syscall.Kill(s.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+	if err := proctest.Continue(s.cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -9,11 +9,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/leviathan-net/leviathan/internal/mhtest"
+	"github.com/leviathan-net/leviathan/internal/proctest"
 )
 
 // answer is one API call's outcome, headers included.
@@ -107,20 +107,20 @@ func TestEtcdOutage(t *testing.T) {
 
 	expiredBefore := leasesExpired(t, lab)
 	pid := lab.EtcdPID()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatalf("SIGSTOP etcd (PID %d): %v", pid, err)
-	}
-	stopped := time.Now()
 	resumed := false
 	resume := func() {
 		if !resumed {
 			resumed = true
-			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
-				t.Errorf("SIGCONT etcd (PID %d): %v", pid, err)
+			if err := proctest.Continue(pid); err != nil {
+				t.Errorf("etcd: %v", err)
 			}
 		}
 	}
 	t.Cleanup(resume) // also when the test fails while etcd is stopped
+	if err := proctest.Stop(pid); err != nil {
+		t.Fatalf("etcd: %v", err)
+	}
+	stopped := time.Now()
 
 	t.Run("reads stale", func(t *testing.T) {
 		// The first read waits for the store's request timeout (5s).
